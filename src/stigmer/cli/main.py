@@ -1,0 +1,110 @@
+"""The ``stigmer`` command: a lazy group, so ``--help`` imports no command's dependencies.
+
+Errors become messages here, at the CLI edge: a :class:`~stigmer.errors.StigmerError` prints its
+message and hint and exits with its code; nothing prints a traceback at a person.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..errors import StigmerError
+
+# command name -> (module, attribute, one-line help). Modules are imported only when run.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "local": ("stigmer.cli.local", "local", "Start, stop and inspect the local stack (Temporal, LLM, runners)."),
+    "run": ("stigmer.cli.run", "run", "Run an agent and stream its answer live."),
+    "apply": ("stigmer.cli.resources", "apply", "Create or update agents and MCP servers from YAML."),
+    "get": ("stigmer.cli.resources", "get", "List agents, mcpservers or executions."),
+    "describe": ("stigmer.cli.resources", "describe", "Show one agent in detail."),
+    "delete": ("stigmer.cli.resources", "delete", "Delete an agent or MCP server."),
+    "execution": ("stigmer.cli.execution", "execution", "List, inspect, cancel and read the log of executions."),
+    "config": ("stigmer.cli.config", "config", "Show and change settings, and where each value comes from."),
+    "llm": ("stigmer.cli.llm", "llm", "Resolve model names, list and pull local models."),
+    "runner": ("stigmer.cli.runner", "runner", "Start a runner worker alone (cloud deployments, scaling out)."),
+    "doctor": ("stigmer.cli.doctor", "doctor", "Check every piece of the stack and say what to fix."),
+}
+
+
+def _available() -> dict[str, tuple[str, str, str]]:
+    return {name: spec for name, spec in COMMANDS.items() if importlib.util.find_spec(spec[0]) is not None}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_available())
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = _available().get(cmd_name)
+        if spec is None:
+            return None
+        command = getattr(importlib.import_module(spec[0]), spec[1])
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, spec[2]) for name, spec in _available().items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in _available():
+            from ..config._suggest import did_you_mean
+
+            raise click.UsageError(f"no such command {name!r}{did_you_mean(name, _available())}", ctx)
+        return super().resolve_command(ctx, args)
+
+
+EPILOG = """\b
+Quick start:
+  stigmer local start                       # zero config: picks an LLM, starts Temporal and a runner
+  stigmer apply -f examples/agents/         # create the example agents
+  stigmer run hello "Say hello"             # stream an answer
+  stigmer config show                       # every setting and where it came from
+"""
+
+
+@click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="stigmer")
+def cli() -> None:
+    """stigmer: run AI agents durably, locally or in the cloud."""
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: run the CLI and turn stigmer errors into messages and exit codes."""
+    try:
+        return cli.main(args=argv, prog_name="stigmer", standalone_mode=False)
+    except StigmerError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as exc:  # a bug: say so plainly; STIGMER_DEBUG=1 shows the traceback
+        if os.environ.get("STIGMER_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc}\n  → rerun with STIGMER_DEBUG=1 and report it",
+                   err=True)
+        sys.exit(70)

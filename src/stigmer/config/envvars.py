@@ -1,0 +1,58 @@
+"""Every environment variable stigmer reads or sets, defined once.
+
+Upstream systems like ours lost executions when the name a parent set drifted from the name
+a child read. Both sides import the names from here, and ``Config.to_env()`` writes exactly
+these names for child processes (runners, servers).
+"""
+
+from __future__ import annotations
+
+HOME = "STIGMER_HOME"
+
+# LLM: stigmer's own names, then the short forms, then providers' own variables.
+LLM_PROVIDER = "STIGMER_LLM_PROVIDER"
+LLM_MODEL = "STIGMER_LLM_MODEL"
+LLM_BASE_URL = "STIGMER_LLM_BASE_URL"
+LLM_API_KEY = "STIGMER_LLM_API_KEY"
+LLM_MAX_TOKENS = "STIGMER_LLM_MAX_TOKENS"
+LLM_TEMPERATURE = "STIGMER_LLM_TEMPERATURE"
+LLM_NUM_CTX = "STIGMER_LLM_NUM_CTX"
+SHORT_LLM_PROVIDER = "LLM_PROVIDER"
+SHORT_LLM_MODEL = "LLM_MODEL"
+ANTHROPIC_API_KEY = "ANTHROPIC_API_KEY"
+OPENAI_API_KEY = "OPENAI_API_KEY"
+OLLAMA_HOST = "OLLAMA_HOST"
+OLLAMA_BASE_URL = "OLLAMA_BASE_URL"
+# Runner deployments of the upstream system: MODE=cloud defaults the provider to Anthropic.
+MODE = "MODE"
+
+# Temporal: its own names (also read by temporalio.envconfig), and the older service address.
+TEMPORAL_ADDRESS = "TEMPORAL_ADDRESS"
+TEMPORAL_SERVICE_ADDRESS = "TEMPORAL_SERVICE_ADDRESS"
+TEMPORAL_NAMESPACE = "TEMPORAL_NAMESPACE"
+TEMPORAL_API_KEY = "TEMPORAL_API_KEY"
+TEMPORAL_TLS = "TEMPORAL_TLS"
+TEMPORAL_TLS_CLIENT_CERT_PATH = "TEMPORAL_TLS_CLIENT_CERT_PATH"
+TEMPORAL_TLS_CLIENT_KEY_PATH = "TEMPORAL_TLS_CLIENT_KEY_PATH"
+TEMPORAL_TLS_SERVER_CA_CERT_PATH = "TEMPORAL_TLS_SERVER_CA_CERT_PATH"
+TEMPORAL_TLS_SERVER_NAME = "TEMPORAL_TLS_SERVER_NAME"
+STIGMER_TEMPORAL_MANAGED = "STIGMER_TEMPORAL_MANAGED"
+STIGMER_TEMPORAL_PORT = "STIGMER_TEMPORAL_PORT"
+STIGMER_TEMPORAL_UI_PORT = "STIGMER_TEMPORAL_UI_PORT"
+
+# Runner and server.
+RUNNER_TASK_QUEUE = "STIGMER_RUNNER_TASK_QUEUE"
+RUNNER_WORKERS = "STIGMER_RUNNER_WORKERS"
+RUNNER_MAX_CONCURRENT = "STIGMER_RUNNER_MAX_CONCURRENT"
+SERVER_HOST = "STIGMER_SERVER_HOST"
+SERVER_PORT = "STIGMER_SERVER_PORT"
+
+# Set by the daemon for its runner children so their event sink posts back to it.
+SERVER_URL = "STIGMER_SERVER_URL"
+SERVER_TOKEN = "STIGMER_SERVER_TOKEN"
+# Set by the daemon for children: which component a process is (for its log lines).
+COMPONENT = "STIGMER_COMPONENT"
+
+# Provider plugins: comma-separated ``name=module`` pairs. The module has ``register(registry)``
+# and is imported by the provider registry; config accepts ``name`` as a provider.
+PLUGINS = "STIGMER_PLUGINS"

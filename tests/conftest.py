@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.llamacpp import llamacpp_server  # noqa: F401  (session fixture for every test)
 from tests.support.temporal import TemporalServer, start_temporal
 
 # Variables that would leak the developer's own setup into a test.

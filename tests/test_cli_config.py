@@ -70,7 +70,7 @@ def test_set_get_unset_round_trip(stigmer_home: Path) -> None:
     path = stigmer_home / "config.yaml"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stigmer("config", "unset", "llm.temperature").returncode == 0
-    assert stigmer("config", "get", "llm.temperature").stdout.strip() == "0.2"
+    assert stigmer("config", "get", "llm.temperature").stdout.strip() == "-"
 
 
 def test_set_secret_is_not_echoed(stigmer_home: Path) -> None:

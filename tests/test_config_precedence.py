@@ -90,7 +90,7 @@ def test_smart_default_prefers_anthropic_key(stigmer_home: Path) -> None:
     assert cfg.items["llm.provider"].value == "anthropic"
     assert cfg.items["llm.provider"].source == "detected"
     assert "ANTHROPIC_API_KEY" in cfg.items["llm.provider"].origin
-    assert cfg.llm.model == "claude-sonnet-4-5"
+    assert cfg.llm.model == "claude-sonnet-5-5"
     assert cfg.llm.api_key == "sk-ant-test-0000000000000000"
 
 

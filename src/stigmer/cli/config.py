@@ -83,7 +83,7 @@ def get(key: str) -> None:
     click.echo(_fmt(cfg.shown()[key]["value"]))
 
 
-@config.command(name="set")
+@config.command(name="set", context_settings={"ignore_unknown_options": True})
 @click.argument("key")
 @click.argument("value")
 def set_(key: str, value: str) -> None:

@@ -56,3 +56,10 @@ COMPONENT = "STIGMER_COMPONENT"
 # Provider plugins: comma-separated ``name=module`` pairs. The module has ``register(registry)``
 # and is imported by the provider registry; config accepts ``name`` as a provider.
 PLUGINS = "STIGMER_PLUGINS"
+
+# Set by `stigmer local start` for the daemon it launches (not settings, so not in KEYS):
+# --no-pull, and the source/origin of each setting as the CLI resolved it (JSON, no values),
+# so the daemon's status explains the choice ("detected: Anthropic key found") rather than
+# "env STIGMER_LLM_PROVIDER", which is only how the value travelled.
+DAEMON_NO_PULL = "STIGMER_NO_PULL"
+CONFIG_ORIGINS = "STIGMER_CONFIG_ORIGINS"

@@ -191,4 +191,9 @@ def _remove(node: Any, parts: list[str]) -> bool:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    _atomic_write(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+    try:
+        _atomic_write(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+    except OSError as exc:
+        raise ConfigError(f"cannot write config file {path}: {exc.strerror or exc}",
+                          hint="free disk space or fix the permissions of STIGMER_HOME; the file was not changed"
+                          ) from None

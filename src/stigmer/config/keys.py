@@ -16,7 +16,7 @@ PROVIDERS = ("anthropic", "ollama", "openai", "llamacpp")
 
 # Default model per provider. Defaults live once: every component reads them from here.
 DEFAULT_MODELS: dict[str, str] = {
-    "anthropic": "claude-sonnet-4-5",
+    "anthropic": "claude-sonnet-5-5",
     "ollama": "qwen2.5-coder:7b",
     "openai": "gpt-5-mini",
     "llamacpp": "gemma3-270m",
@@ -117,8 +117,9 @@ KEYS: dict[str, Key] = {
         Key("llm.api_key", _parse_str, "API key of the provider (masked)", (ev.LLM_API_KEY,), secret=True),
         Key("llm.max_tokens", _range(_parse_int, 1, 1_000_000), "maximum tokens per reply", (ev.LLM_MAX_TOKENS,),
             default=1024),
-        Key("llm.temperature", _range(_parse_float, 0.0, 2.0), "sampling temperature", (ev.LLM_TEMPERATURE,),
-            default=0.2),
+        # No default: each model's own. Claude Sonnet 5.5 refuses any non-default temperature.
+        Key("llm.temperature", _range(_parse_float, 0.0, 2.0), "sampling temperature (unset: the model's default)",
+            (ev.LLM_TEMPERATURE,)),
         Key("llm.num_ctx", _range(_parse_int, 256, 1_048_576), "context window asked of local models",
             (ev.LLM_NUM_CTX,), default=8192),
         Key("temporal.managed", _parse_bool, "start a local Temporal dev server (false: use temporal.address)",

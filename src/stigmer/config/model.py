@@ -37,7 +37,7 @@ class LlmSettings:
     base_url: str | None
     api_key: str | None
     max_tokens: int
-    temperature: float
+    temperature: float | None
     num_ctx: int
 
 

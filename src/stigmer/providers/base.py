@@ -20,6 +20,8 @@ class Capabilities:
     tools: bool
     context_length: int | None = None
     source: str = ""
+    forced_tools_only: bool = False
+    """True when tool calls work only with a forced ``tool_choice`` (the bundled base model)."""
 
 
 class Provider:
@@ -32,14 +34,32 @@ class Provider:
 
     name: str = ""
     default_model: str = ""
+    accepts: tuple[str, ...] = ("max_tokens", "temperature", "top_p", "stop")
+    """The common parameters this provider takes; resolve_model() rejects any other one by name."""
+    tool_models: tuple[str, ...] = ()
+    """Models of this provider known to call tools: suggested when a model cannot."""
 
     def base_url(self, cfg: Config) -> str | None:
         """The base URL for this provider under ``cfg`` (None: the SDK's public default)."""
         return cfg.llm.base_url if cfg.llm.provider == self.name else None
 
+    def normalize_model(self, model: str) -> str:
+        """The full model id for a name the person typed (e.g. a GGUF path made absolute)."""
+        return model
+
     def native_params(self, common: dict[str, Any]) -> dict[str, Any]:
-        """Translate common parameters (max_tokens, temperature, top_p, stop, num_ctx); raise on unsupported."""
-        raise NotImplementedError
+        """Translate common parameters (max_tokens, temperature, top_p, stop, num_ctx); raise on unsupported.
+
+        The default keeps the common names, which suits LangChain chat models that take them as-is.
+        """
+        from ._params import unsupported
+
+        for key in common:
+            if key not in self.accepts:
+                why = ("its context window is fixed by the model or the server, not per request" if key == "num_ctx"
+                       else f"it takes {', '.join(self.accepts)}")
+                raise unsupported(self.name, key, why)
+        return dict(common)
 
     def build(self, spec: ModelSpec, cfg: Config) -> BaseChatModel:
         """Build the LangChain chat model; the key comes from ``cfg``, never from ``spec``."""
@@ -48,6 +68,10 @@ class Provider:
     def classify(self, exc: BaseException, spec: ModelSpec) -> ProviderError | None:
         """Map an SDK/HTTP exception to a ProviderError (retryable or not), or None if not ours."""
         return None
+
+    def alternatives(self, spec: ModelSpec, cfg: Config) -> list[str]:
+        """Models to suggest when ``spec``'s model cannot call tools (default: :attr:`tool_models`)."""
+        return list(self.tool_models)
 
     def capabilities(self, spec: ModelSpec, cfg: Config) -> Capabilities:
         """Tool calling and context length of ``spec``'s model."""

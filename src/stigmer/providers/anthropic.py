@@ -1,0 +1,61 @@
+"""The ``anthropic`` provider: ``ChatAnthropic`` on the Messages API.
+
+The key comes from the worker's own settings (``ANTHROPIC_API_KEY``, ``--anthropic-key-file`` or
+``llm.api_key``), never from the spec. ``ChatAnthropic`` constructs fine without a key and fails
+only on the first call, so :meth:`AnthropicProvider.build` checks first and says which variable to set.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..config.keys import DEFAULT_MODELS
+from . import errors as pe
+from .base import Capabilities, Provider
+from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    from langchain_core.language_models.chat_models import BaseChatModel
+
+    from ..config import Config
+
+CONTEXT_LENGTH = 200_000
+READ_TIMEOUT_S = 300.0
+# Claude 2 and Instant predate tool use; every Claude 3+ model calls tools.
+_NO_TOOLS = ("claude-2", "claude-instant")
+
+
+class AnthropicProvider(Provider):
+    name = "anthropic"
+    default_model = DEFAULT_MODELS["anthropic"]
+    tool_models = ("claude-sonnet-5-5", "claude-haiku-5-5", "claude-opus-5-5")
+
+    def native_params(self, common: dict[str, Any]) -> dict[str, Any]:
+        native = super().native_params(common)
+        if "stop" in native:
+            native["stop_sequences"] = native.pop("stop")
+        return native
+
+    def _key(self, cfg: Config) -> str:
+        key = cfg.api_key_for(self.name)
+        if not key:
+            raise pe.key_missing(self.name)
+        return key
+
+    def build(self, spec: ModelSpec, cfg: Config) -> BaseChatModel:
+        from langchain_anthropic import ChatAnthropic
+
+        kwargs: dict[str, Any] = {"model": spec.model, "api_key": self._key(cfg), "max_retries": 0,
+                                  "timeout": READ_TIMEOUT_S, **spec.params}
+        if spec.base_url:
+            kwargs["base_url"] = spec.base_url
+        return ChatAnthropic(**kwargs)
+
+    def capabilities(self, spec: ModelSpec, cfg: Config) -> Capabilities:
+        self._key(cfg)
+        tools = not spec.model.lower().startswith(_NO_TOOLS)
+        return Capabilities(tools=tools, context_length=CONTEXT_LENGTH, source="stigmer's Anthropic model table")
+
+
+def register(registry: object) -> None:
+    registry.register(AnthropicProvider())  # type: ignore[attr-defined]

@@ -1,0 +1,67 @@
+"""The ``llamacpp`` provider: the embedded llama.cpp server (OpenAI-compatible) on loopback.
+
+Same transport as :mod:`stigmer.providers.openai` (``ChatOpenAI``), with ``max_tokens`` sent in
+the body (the server ignores ``max_completion_tokens``) and no key. The model id is either the
+bundled ``gemma3-270m`` or an absolute path to a ``.gguf`` file; see :mod:`.embedded` for what
+the bundled model can and cannot do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..config.keys import DEFAULT_LLAMACPP_URL, DEFAULT_MODELS
+from . import _classify
+from . import errors as pe
+from ._openai_compatible import build_chat_openai
+from .base import Capabilities, Provider
+from .names import BUNDLED_MODEL
+from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    from langchain_core.language_models.chat_models import BaseChatModel
+
+    from ..config import Config
+
+
+class LlamaCppProvider(Provider):
+    name = "llamacpp"
+    default_model = DEFAULT_MODELS["llamacpp"]
+    tool_models = (BUNDLED_MODEL,)
+
+    def base_url(self, cfg: Config) -> str | None:
+        if cfg.llm.provider == self.name and cfg.llm.base_url:
+            return cfg.llm.base_url
+        return DEFAULT_LLAMACPP_URL
+
+    def normalize_model(self, model: str) -> str:
+        if model.lower().endswith(".gguf"):
+            return str(Path(model).expanduser().resolve())
+        return model
+
+    def build(self, spec: ModelSpec, cfg: Config) -> BaseChatModel:
+        return build_chat_openai(spec, None, compatible_server=True)
+
+    def capabilities(self, spec: ModelSpec, cfg: Config) -> Capabilities:
+        from .embedded import served_models
+
+        base_url = spec.base_url or DEFAULT_LLAMACPP_URL
+        served = served_models(base_url)
+        if served is None:
+            raise pe.server_unreachable(self.name, base_url)
+        if spec.model not in served:
+            raise pe.ProviderError(
+                f"the embedded server at {base_url} serves {', '.join(served) or 'nothing'}, not {spec.model!r}",
+                retryable=False, kind="model_not_found",
+                hint=f"restart the stack with that model: stigmer local start --llm-model {spec.model}")
+        bundled = spec.model == BUNDLED_MODEL
+        source = "bundled base model: tool calls only with a forced tool_choice" if bundled else "llama.cpp server"
+        return Capabilities(tools=True, context_length=cfg.llm.num_ctx, source=source, forced_tools_only=bundled)
+
+    def classify(self, exc: BaseException, spec: ModelSpec) -> pe.ProviderError | None:
+        return _classify.generic(exc, spec, pe.server_unreachable(self.name, spec.base_url or DEFAULT_LLAMACPP_URL))
+
+
+def register(registry: object) -> None:
+    registry.register(LlamaCppProvider())  # type: ignore[attr-defined]

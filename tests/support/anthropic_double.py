@@ -1,0 +1,103 @@
+"""A protocol double of the Anthropic Messages API: a small real HTTP server on loopback.
+
+The real API cannot be reached from here, so this follows the published one
+(docs.anthropic.com, "Messages" and "Streaming Messages") closely enough for the real
+``ChatAnthropic``: ``POST /v1/messages`` with ``x-api-key`` (or a bearer token, as newer SDKs
+send), a JSON reply or a server-sent event stream (``message_start``,
+``content_block_start/delta/stop`` with ``text_delta`` or ``input_json_delta`` for ``tool_use``,
+``message_delta``, ``message_stop``), and error bodies
+``{"type": "error", "error": {"type": ..., "message": ...}}`` for 401, 429 (with ``retry-after``),
+500 and 529. Queue failures with :meth:`HttpDouble.fail_next` / ``reset_next`` / ``stall_next``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .http_double import HttpDouble, Request
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
+               529: "overloaded_error"}
+
+
+class AnthropicDouble(HttpDouble):
+    """Answers with ``reply`` text, or with ``tool_use`` of ``tool_call`` when the request offers tools."""
+
+    def __init__(self, api_key: str = "sk-ant-test-0000") -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.reply = "Hello from the Anthropic double."
+        self.tool_call: dict[str, Any] | None = None
+
+    def error_payload(self, status: int, message: str) -> Any:
+        return {"type": "error", "error": {"type": ERROR_TYPES.get(status, "api_error"),
+                                           "message": message or ERROR_TYPES.get(status, "error")}}
+
+    def route(self, request: Request) -> None:
+        if request.path != "/v1/messages" or request.method != "POST":
+            request.json(404, self.error_payload(404, f"no route {request.path}"))
+            return
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if self.api_key not in (request.headers.get("x-api-key"), bearer):
+            request.json(401, self.error_payload(401, "invalid x-api-key"))
+            return
+        body = request.body or {}
+        blocks = self._blocks(body)
+        if body.get("stream"):
+            self._stream(request, body, blocks)
+        else:
+            stop = "tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn"
+            request.json(200, {**_message(body), "content": blocks, "stop_reason": stop,
+                               "usage": {"input_tokens": 12, "output_tokens": 7}})
+
+    def _blocks(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        if body.get("tools") and self.tool_call:
+            return [{"type": "tool_use", "id": "toolu_01A", "name": self.tool_call["name"],
+                     "input": self.tool_call["input"]}]
+        return [{"type": "text", "text": self.reply}]
+
+    def _stream(self, request: Request, body: dict[str, Any], blocks: list[dict[str, Any]]) -> None:
+        request.start_stream("text/event-stream")
+
+        def event(name: str, data: dict[str, Any]) -> None:
+            request.write(f"event: {name}\ndata: {json.dumps(data)}\n\n")
+
+        event("message_start", {"type": "message_start", "message": {**_message(body), "content": [],
+                                "stop_reason": None, "usage": {"input_tokens": 12, "output_tokens": 1}}})
+        event("ping", {"type": "ping"})
+        block = blocks[0]
+        if block["type"] == "text":
+            event("content_block_start", {"type": "content_block_start", "index": 0,
+                                          "content_block": {"type": "text", "text": ""}})
+            for word in _words(block["text"]):
+                event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                              "delta": {"type": "text_delta", "text": word}})
+        else:
+            event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {
+                "type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}})
+            args = json.dumps(block["input"])
+            for piece in (args[: len(args) // 2], args[len(args) // 2:]):
+                event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                              "delta": {"type": "input_json_delta", "partial_json": piece}})
+        event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        stop = "tool_use" if block["type"] == "tool_use" else "end_turn"
+        event("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                                "usage": {"output_tokens": 7}})
+        event("message_stop", {"type": "message_stop"})
+
+
+def _message(body: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "msg_01double", "type": "message", "role": "assistant", "model": body.get("model", ""),
+            "stop_sequence": None}
+
+
+def _words(text: str) -> list[str]:
+    parts = text.split(" ")
+    return [p if i == 0 else " " + p for i, p in enumerate(parts)]
+
+
+def start_anthropic_double(api_key: str = "sk-ant-test-0000") -> AnthropicDouble:
+    """Start the double on a free loopback port; pass its ``url`` as the Anthropic base URL."""
+    return AnthropicDouble(api_key)

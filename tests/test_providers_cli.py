@@ -1,0 +1,120 @@
+"""``stigmer llm``: resolve, list, pull and status as a person sees them (Ollama via its protocol double)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from stigmer.cli.main import main
+from tests.support.ollama_double import FakeModel, OllamaDouble, start_ollama_double
+
+
+@pytest.fixture(scope="module")
+def double() -> Iterator[OllamaDouble]:
+    server = start_ollama_double()
+    server.add_model("qwen2.5-coder:7b", size=4_700_000_000)
+    server.add_model("gemma:2b", tools=False, size=1_700_000_000)
+    yield server
+    server.stop()
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_resolve_json_prints_the_model_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["llm", "resolve", "ollama:qwen2.5-coder:7b", "--param", "max_tokens=256", "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["provider"] == "ollama"
+    assert data["model"] == "qwen2.5-coder:7b"
+    assert data["base_url"] == "http://127.0.0.1:11434"
+    assert data["params"]["num_predict"] == 256
+
+
+def test_resolve_explains_why(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["llm", "resolve", "sonnet"], capsys)
+    assert code == 0
+    assert "anthropic:claude-sonnet-5-5" in out
+    assert "built-in alias" in out
+
+
+def test_resolve_unknown_name_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["llm", "resolve", "wizardlm-x"], capsys)
+    assert code == 2
+    assert "ollama:wizardlm-x" in err
+    assert "Traceback" not in err + out
+
+
+def test_resolve_bad_param_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["llm", "resolve", "llama3.2", "--param", "temperature"], capsys)
+    assert code == 2
+    assert "--param 'temperature' is not key=value" in err
+
+
+def test_list_shows_size_and_tool_support(double: OllamaDouble, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", double.url)
+    code, out, _ = run(["llm", "list"], capsys)
+    assert code == 0
+    lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert "4.7 GB" in lines["qwen2.5-coder:7b"] and lines["qwen2.5-coder:7b"].endswith("yes")
+    assert lines["gemma:2b"].endswith("no")
+
+
+def test_list_when_ollama_is_down_says_how_to_start_it(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support.ports import free_port
+
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
+    code, _, err = run(["llm", "list"], capsys)
+    assert code == 1
+    assert "Ollama is not running" in err and "ollama serve" in err
+
+
+def test_pull_streams_progress_and_expands_aliases(double: OllamaDouble, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", double.url)
+    double.pullable["llama3.2:3b"] = FakeModel(name="llama3.2:3b", size=2_000_000_000)
+    code, out, err = run(["llm", "pull", "llama3.2"], capsys)
+    assert code == 0
+    assert "pulled llama3.2:3b" in out
+    assert "pulling manifest" in err and "success" in err
+    assert "llama3.2:3b" in double.models
+
+
+def test_pull_refuses_a_cloud_model(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["llm", "pull", "sonnet"], capsys)
+    assert code == 2
+    assert "only Ollama models are pulled" in err
+
+
+def test_status_reports_the_active_model_and_readiness(double: OllamaDouble, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", double.url)
+    code, out, _ = run(["llm", "status", "--llm-provider", "ollama"], capsys)
+    assert code == 0
+    assert "ollama:qwen2.5-coder:7b" in out
+    assert "ready     yes (tools: yes" in out
+
+
+def test_status_when_the_model_is_not_pulled(double: OllamaDouble, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", double.url)
+    code, _, err = run(["llm", "status", "--llm-model", "ollama:mistral:7b"], capsys)
+    assert code == 1
+    assert "stigmer llm pull mistral:7b" in err
+
+
+def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("resolve", "list", "pull", "status"):
+        code, out, _ = run(["llm", command, "--help"], capsys)
+        assert code == 0 and "Examples:" in out

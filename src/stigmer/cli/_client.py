@@ -1,0 +1,137 @@
+"""The CLI's HTTP client for the daemon's API (the CLI's only way in).
+
+It finds the daemon through ``$STIGMER_HOME/run/state.json`` (written once the API listens) and
+authenticates with ``run/token``. No state file, or nothing answering where it points, means the
+daemon is down: :class:`~stigmer.errors.DaemonNotRunning`, which says how to start it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DaemonNotRunning, RuntimeFailure, UserError
+
+if TYPE_CHECKING:
+    import httpx
+
+DEFAULT_TIMEOUT_S = 30.0
+# An event stream sends a comment every few seconds while idle; this long without a byte means the daemon is gone.
+STREAM_READ_TIMEOUT_S = 60.0
+
+
+def home_dir() -> Path:
+    """``$STIGMER_HOME`` (or ``~/.stigmer``), without resolving the whole configuration."""
+    from ..config.resolve import default_home
+
+    return default_home(os.environ)
+
+
+class Client:
+    """A connection to the running daemon. Use :meth:`connect`; close with :meth:`close` (or ``with``)."""
+
+    def __init__(self, base_url: str, token: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        import httpx
+
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout,
+                                  headers={"Authorization": f"Bearer {token}"})
+
+    @classmethod
+    def connect(cls, home: Path | None = None) -> Client:
+        """The client for the daemon of ``home``; DaemonNotRunning when there is none."""
+        from ..daemon.files import read_state, read_token
+
+        run_dir = (home or home_dir()) / "run"
+        state = read_state(run_dir)
+        token = read_token(run_dir)
+        if state is None or token is None:
+            raise DaemonNotRunning()
+        return cls(state.url, token)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None) -> Any:
+        """Call the API; return the decoded JSON, or raise a stigmer error carrying the daemon's message."""
+        import httpx
+
+        try:
+            response = self._http.request(method, path, json=json_body, params=params)
+        except httpx.ConnectError:
+            raise DaemonNotRunning(f"the stigmer daemon is not answering at {self.base_url}") from None
+        except httpx.TimeoutException:
+            raise RuntimeFailure(f"the stigmer daemon at {self.base_url} did not answer in time",
+                                 hint="check it with `stigmer local status` and its log with `stigmer local logs`"
+                                 ) from None
+        _raise_for(response)
+        return response.json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, json_body=body if body is not None else {})
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def events(self, execution_id: str, after: int = 0, follow: bool = True) -> Iterator[dict[str, Any]]:
+        """The execution's events from ``after`` on (server-sent events), until its last one."""
+        import httpx
+
+        params = {"after": after, "follow": "true" if follow else "false"}
+        timeout = httpx.Timeout(DEFAULT_TIMEOUT_S, read=STREAM_READ_TIMEOUT_S)
+        try:
+            with self._http.stream("GET", f"/v1/executions/{execution_id}/events", params=params,
+                                   timeout=timeout) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for(response)
+                yield from parse_sse(response.iter_lines())
+        except httpx.ConnectError:
+            raise DaemonNotRunning(f"the stigmer daemon is not answering at {self.base_url}") from None
+        except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError):
+            raise RuntimeFailure(f"lost the event stream of execution {execution_id}",
+                                 hint=f"follow it again with `stigmer execution logs {execution_id} -f`") from None
+
+
+def parse_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """Decode a ``text/event-stream``: each event's ``data`` is one JSON event; comments are skipped."""
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield json.loads("\n".join(data))
+                data = []
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+    if data:
+        yield json.loads("\n".join(data))
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    detail = body.get("detail") if isinstance(body, dict) else None
+    hint = body.get("hint") if isinstance(body, dict) else None
+    message = detail if isinstance(detail, str) else f"the daemon answered {response.status_code}"
+    if response.status_code == 401:
+        raise RuntimeFailure("the daemon refused this client's token",
+                             hint="the token in $STIGMER_HOME/run/token changed: `stigmer local restart`")
+    if response.status_code < 500:
+        raise UserError(message, hint=hint)
+    raise RuntimeFailure(message, hint=hint or "see the daemon's log: `stigmer local logs`")

@@ -1,0 +1,194 @@
+"""``stigmer run AGENT "message"``: start an execution and stream it live.
+
+Tokens are printed as they come, each tool call with its arguments and a short result, then
+the final answer, the steps and the elapsed time. ``--json`` prints JSON Lines instead (one
+event per line, the last one ``completed`` with ``output`` or ``failed`` with ``error``). The exit
+code is 0 only when the execution completed. Ctrl-C asks whether to cancel or detach.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import click
+
+from ..errors import DaemonNotRunning, RuntimeFailure
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+SHORT = 160
+
+
+def short(value: Any, limit: int = SHORT) -> str:
+    """One line, at most ``limit`` characters: how tool arguments and results are shown."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Renderer:
+    """Turns events into what a person reads: streamed text, tool lines, the final summary."""
+
+    def __init__(self, out: IO[str] | None = None, err: IO[str] | None = None) -> None:
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.streamed = False
+        self.at_line_start = True
+        self.steps_with_tokens: set[Any] = set()
+
+    def _line(self, text: str, *, fg: str | None = None) -> None:
+        if not self.at_line_start:
+            self.out.write("\n")
+        click.secho(text, file=self.out, fg=fg)
+        self.at_line_start = True
+
+    def show(self, event: dict[str, Any], started: float) -> None:
+        kind, data = event["type"], event.get("data") or {}
+        if kind == "token":
+            text = str(data.get("text", data.get("token", "")))
+            self.out.write(text)
+            self.out.flush()
+            if text:
+                self.streamed = True
+                self.steps_with_tokens.add(data.get("step"))
+                self.at_line_start = text.endswith("\n")
+        elif kind == "message":
+            # a model that does not stream: its text arrives whole, once
+            if data.get("content") and data.get("step") not in self.steps_with_tokens:
+                self._line(str(data["content"]))
+                self.streamed = True
+        elif kind == "step_started" and int(data.get("attempt") or 1) > 1:
+            self._line(f"↻ step {data.get('step')}: retrying (attempt {data.get('attempt')})", fg="yellow")
+        elif kind == "tool_started":
+            self._line(f"→ {data.get('name', '?')}({short(data.get('args', {}), 120)})", fg="cyan")
+        elif kind == "tool_finished":
+            mark, fg = ("✗", "red") if data.get("is_error") else ("←", "bright_black")
+            self._line(f"  {mark} {short(data.get('result', data.get('content', '')))}", fg=fg)
+        elif kind == "completed":
+            self._completed(data, started)
+        elif kind == "failed":
+            self._failed(data)
+
+    def _completed(self, data: dict[str, Any], started: float) -> None:
+        if not self.streamed and data.get("output"):
+            self._line(str(data["output"]))
+        elif not self.at_line_start:
+            self._line("")
+        steps = data.get("steps")
+        click.secho(f"✓ completed{f' in {steps} steps' if steps else ''}, {time.monotonic() - started:.1f}s",
+                    file=self.err, fg="green")
+
+    def _failed(self, data: dict[str, Any]) -> None:
+        if not self.at_line_start:
+            self._line("")
+        if data.get("cancelled"):
+            click.secho("✗ cancelled", file=self.err, fg="yellow")
+        else:
+            click.secho(f"✗ failed: {data.get('error', 'unknown error')}", file=self.err, fg="red")
+
+
+def outcome(event: dict[str, Any]) -> int | None:
+    """The exit code an event ends the run with (0 completed, 1 failed/cancelled), or None if it does not end it."""
+    if event["type"] == "completed":
+        return 0
+    if event["type"] in ("failed", "cancelled"):
+        return 1
+    return None
+
+
+def follow(client: Client, execution_id: str, *, as_json: bool, after: int = 0) -> int:
+    """Print the execution's events until its last one; return the exit code it implies."""
+    renderer, started, last = Renderer(), time.monotonic(), after
+    for attempt in range(2):  # one reconnect when the stream drops before the end
+        try:
+            for event in client.events(execution_id, after=last):
+                last = event.get("seq", last)
+                if as_json:
+                    click.echo(json.dumps(event, ensure_ascii=False, default=str))
+                else:
+                    renderer.show(event, started)
+                code = outcome(event)
+                if code is not None:
+                    return code
+        except RuntimeFailure:
+            if attempt:
+                raise
+    raise RuntimeFailure(f"the event stream of execution {execution_id} ended before the execution did",
+                         hint=f"follow it with `stigmer execution logs {execution_id} -f`")
+
+
+def _ask_cancel_or_detach(client: Client, execution_id: str) -> int:
+    """Ctrl-C during a run: cancel it, or leave it running in the background."""
+    click.echo("", err=True)
+    answer = "d"
+    if sys.stdin.isatty():
+        try:
+            answer = click.prompt("cancel the execution or detach from it?", type=click.Choice(["cancel", "detach"]),
+                                  default="detach", err=True)[0]
+        except click.exceptions.Abort:
+            answer = "c"
+    if answer == "c":
+        client.post(f"/v1/executions/{execution_id}/cancel")
+        click.echo(f"cancelling execution {execution_id}", err=True)
+    else:
+        click.echo(f"detached; follow it with `stigmer execution logs {execution_id} -f`", err=True)
+    return 130
+
+
+def _start_daemon() -> None:
+    """The daemon is down: start it with ``stigmer local start`` (and say so)."""
+    click.echo("the stigmer daemon is not running: starting it with `stigmer local start`…", err=True)
+    done = subprocess.run([sys.executable, "-m", "stigmer", "local", "start"], check=False)
+    if done.returncode != 0:
+        raise RuntimeFailure("`stigmer local start` failed (see above)", hint="fix what it says, then run again")
+
+
+def _connect(auto_start: bool) -> Client:
+    from ._client import Client
+
+    try:
+        return Client.connect()
+    except DaemonNotRunning:
+        if not auto_start:
+            raise
+    _start_daemon()
+    return Client.connect()
+
+
+@click.command()
+@click.argument("agent")
+@click.argument("message")
+@click.option("--model", default=None, help="Model for this run (name, alias or provider:model), over the agent's.")
+@click.option("--workspace", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory the agent's workspace tools work in (created if missing).")
+@click.option("--detach", "-d", is_flag=True, help="Start the execution, print its id and return.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON Lines: one event per line.")
+@click.option("--no-start", is_flag=True, help="Do not start the daemon when it is down; fail instead.")
+def run(agent: str, message: str, model: str | None, workspace: Path | None, detach: bool, as_json: bool,
+        no_start: bool) -> None:
+    """Run AGENT on MESSAGE and stream the answer live."""
+    body: dict[str, Any] = {"agent": agent, "message": message, "model": model}
+    if workspace is not None:
+        workspace.mkdir(parents=True, exist_ok=True)
+        body["workspace"] = str(workspace.resolve())
+    with _connect(not no_start) as client:
+        execution = client.post("/v1/executions", body)
+        execution_id = execution["id"]
+        if detach:
+            click.echo(json.dumps(execution, default=str) if as_json else execution_id)
+            return
+        try:
+            if not as_json:
+                click.secho(f"execution {execution_id} · agent {agent} · {execution['model'].get('provider')}:"
+                            f"{execution['model'].get('model')}", err=True, fg="bright_black")
+            code = follow(client, execution_id, as_json=as_json)
+        except KeyboardInterrupt:
+            code = _ask_cancel_or_detach(client, execution_id)
+    if code:
+        sys.exit(code)

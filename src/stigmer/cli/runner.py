@@ -1,0 +1,88 @@
+"""``stigmer runner``: start a runner worker alone (cloud deployments, scaling out on many machines).
+
+Configuration is read like everywhere else (flags > env > file > default), and the environment
+contract of existing runner deployments works unchanged: ``MODE`` (local/cloud; cloud means
+Anthropic), ``STIGMER_LLM_*``, ``OLLAMA_BASE_URL``, ``TEMPORAL_SERVICE_ADDRESS``, ``TEMPORAL_NAMESPACE``.
+It logs what it uses (never a key) and stops cleanly, exit code 0, on SIGTERM or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+import click
+
+from ..errors import StigmerError
+from ._options import config_flags, flags_from, load_config
+
+
+def _setup_logging(level: str) -> None:
+    component = os.environ.get("STIGMER_COMPONENT", "runner")
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format=f"%(asctime)s {component} %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "temporalio.activity", "mcp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _warn_about_llm(cfg: Any) -> None:
+    log = logging.getLogger("stigmer.runner")
+    provider = cfg.llm.provider
+    if provider is None:
+        log.warning("no default LLM is configured; executions must pin a model. %s",
+                    (cfg.provider_error or "").splitlines()[0])
+    elif provider in ("anthropic", "openai") and not cfg.api_key_for(provider):
+        var = "ANTHROPIC_API_KEY" if provider == "anthropic" else "OPENAI_API_KEY"
+        log.warning("provider %s has no API key: set %s in this runner's environment", provider, var)
+
+
+async def _serve(cfg: Any) -> None:
+    import asyncio
+
+    from ..worker.main import run_worker
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run_worker(cfg, stop)
+
+
+@click.command("runner")
+@config_flags
+@click.option("--task-queue", default=None, help="Temporal task queue to poll (default: runner.task_queue).")
+@click.option("--max-concurrent", type=int, default=None,
+              help="Concurrent activities (default: runner.max_concurrent).")
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]),
+              show_default=True, help="Log verbosity (logs go to stderr).")
+def runner(**kwargs: Any) -> None:
+    """Start a runner worker: it polls the task queue and runs agent executions until SIGTERM."""
+    import asyncio
+
+    log_level = kwargs.pop("log_level")
+    flags = flags_from(kwargs)
+    if kwargs.get("task_queue"):
+        flags["runner.task_queue"] = (kwargs["task_queue"], "--task-queue")
+    if kwargs.get("max_concurrent") is not None:
+        flags["runner.max_concurrent"] = (kwargs["max_concurrent"], "--max-concurrent")
+    _setup_logging(log_level)
+    cfg = load_config(flags)
+    _warn_about_llm(cfg)
+    try:
+        asyncio.run(_serve(cfg))
+    except StigmerError as exc:  # same message as cli.main prints, but without interpreter finalisation (below)
+        click.echo(f"error: {exc}", err=True)
+        sys.stderr.flush()
+        os._exit(exc.exit_code)
+    # A clean stop: flush, then leave without running interpreter finalisation. The Temporal SDK's
+    # Rust core can abort during finalisation after a clean shutdown ("Fatal Python error:
+    # PyGILState_Release", exit 134; sdk-python#300). Everything is shut down and flushed at this
+    # point, so skipping finalisation loses nothing and guarantees exit code 0.
+    logging.getLogger("stigmer.runner").info("runner exited cleanly")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -1,0 +1,122 @@
+"""Bring executions without a terminal event in line with Temporal.
+
+A runner killed after its workflow finished, or an event batch lost on the way, must not leave
+an execution "running" for ever: Temporal's record of the workflow is the truth. On each GET of
+a live execution, and every few seconds in the background, a pending/running execution whose
+workflow has closed gets the terminal event the runner could not post (``completed`` with the
+workflow's result, or ``failed`` with its error). A short grace period after the workflow closed
+leaves the runner's own last events time to arrive first, so a stream ends with the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from ._state import ApiState
+
+log = logging.getLogger("stigmer.daemon.reconcile")
+
+# Seconds after a workflow closed during which the runner's own terminal event is awaited.
+GRACE_S = 2.0
+# Seconds a pending execution may be unknown to Temporal before it is declared lost.
+LOST_AFTER_S = 30.0
+# Seconds one reconciliation may take (Temporal down must not hang a GET).
+TIMEOUT_S = 3.0
+
+
+async def reconcile_many(state: ApiState, executions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Reconcile the live ones among ``executions``; return them all, updated."""
+    live = [e for e in executions if e["status"] in ("pending", "running")]
+    if live:
+        await asyncio.gather(*(reconcile(state, e) for e in live))
+        fresh = {e["id"]: state.store.get_execution(e["id"]) for e in live}
+        executions = [fresh.get(e["id"]) or e for e in executions]
+    return executions
+
+
+async def reconcile(state: ApiState, execution: dict[str, Any]) -> None:
+    """Check one execution against Temporal; post the terminal event it is missing, if any. Never raises."""
+    try:
+        event = await asyncio.wait_for(_missing_terminal_event(state, execution), TIMEOUT_S)
+    except Exception as exc:  # Temporal down or slow: keep the stored status, try again later
+        log.debug("cannot reconcile %s: %s", execution["id"], exc)
+        return
+    if event is not None:
+        stored = state.store.append_events([event])
+        state.hub.publish(stored)
+
+
+async def _missing_terminal_event(state: ApiState, execution: dict[str, Any]) -> dict[str, Any] | None:
+    from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    client = await state.ctx.temporal_client()
+    handle = client.get_workflow_handle(execution["workflow_id"])
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND and time.time() - execution["created_at"] > LOST_AFTER_S:
+            return _event(execution, "failed", {"error": f"Temporal has no workflow {execution['workflow_id']} "
+                                                         "(its history was lost, e.g. an in-memory server restarted)"})
+        return None
+    status = description.status
+    if status in (None, WorkflowExecutionStatus.RUNNING):
+        if execution["status"] == "pending" and description.raw_description.pending_activities:
+            state.store.mark_running(execution["id"])
+        return None
+    closed = description.close_time.timestamp() if description.close_time else time.time()
+    if time.time() - closed < GRACE_S:
+        return None
+    if status == WorkflowExecutionStatus.COMPLETED:
+        try:
+            result = await handle.result()
+        except WorkflowFailureError as exc:  # completed as seen by describe, yet no result: report it
+            return _event(execution, "failed", {"error": str(exc.cause or exc)})
+        data = _result_data(result)
+        if data.get("status") == "cancelled":
+            return _event(execution, "failed", {"error": "cancelled", "cancelled": True, "steps": data.get("steps")})
+        return _event(execution, "completed", data)
+    if status == WorkflowExecutionStatus.CANCELED:
+        return _event(execution, "failed", {"error": "cancelled", "cancelled": True})
+    return _event(execution, "failed", {"error": await _failure(handle, status.name.lower())})
+
+
+async def _failure(handle: Any, status: str) -> str:
+    from temporalio.client import WorkflowFailureError
+
+    try:
+        await handle.result()
+    except WorkflowFailureError as exc:
+        cause: BaseException | None = exc.cause
+        while (inner := getattr(cause, "cause", None)) is not None:
+            cause = inner
+        return str(cause or exc)
+    except Exception as exc:
+        return f"the workflow ended {status}: {exc}"
+    return f"the workflow ended {status}"
+
+
+def _result_data(result: Any) -> dict[str, Any]:
+    """The workflow's result as a ``completed`` event's data (``output``, ``steps``)."""
+    if isinstance(result, dict):
+        return {"output": result.get("output", result.get("answer", "")), "steps": result.get("steps"),
+                **{k: v for k, v in result.items() if k not in ("output", "steps")}}
+    output = getattr(result, "output", result)
+    return {"output": output if isinstance(output, str) else str(output), "steps": getattr(result, "steps", None)}
+
+
+def _event(execution: dict[str, Any], kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"execution_id": execution["id"], "type": kind, "data": {**data, "reconciled": True}, "ts": time.time()}
+
+
+async def reconcile_loop(state: ApiState) -> None:
+    """Every ``reconcile_interval_s``, reconcile every live execution (runs for the API's lifetime)."""
+    while True:
+        await asyncio.sleep(state.ctx.reconcile_interval_s)
+        try:
+            await reconcile_many(state, state.store.active_executions())
+        except Exception:
+            log.exception("reconciliation failed")

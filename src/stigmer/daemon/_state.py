@@ -1,0 +1,50 @@
+"""The API's shared state and its error type (private to the API modules)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from ..config._suggest import did_you_mean
+from ..store import Store
+from .context import DaemonContext
+from .events import EventHub
+
+
+class ApiError(Exception):
+    """An error the API answers with: status code, a message that says what is wrong, and what to do."""
+
+    def __init__(self, status: int, message: str, hint: str | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.hint = hint
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.message, "hint": self.hint, **self.extra}
+
+
+@dataclass
+class ApiState:
+    """Everything a route needs: the daemon context, the open store, the live event hub."""
+
+    ctx: DaemonContext
+    store: Store
+    hub: EventHub = field(default_factory=EventHub)
+
+
+def api_state(request: Request) -> ApiState:
+    state = request.app.state.api
+    assert isinstance(state, ApiState)
+    return state
+
+
+def not_found(what: str, name: str, known: list[str], hint: str) -> ApiError:
+    """404 naming the missing thing, with a did-you-mean when a close name exists."""
+    return ApiError(404, f"no {what} named {name!r}{did_you_mean(name, known)}", hint)
+
+
+StateDep = Annotated[ApiState, Depends(api_state)]

@@ -1,0 +1,107 @@
+"""The daemon's HTTP API: the CLI's only way in (route table in docs/ARCHITECTURE.md).
+
+Loopback only, every route but ``/v1/health`` behind the bearer token in ``run/token``.
+Errors answer ``{"detail": message, "hint": what to do}``; a bad payload answers 422 with
+the path of each bad field (``body.agent: Field required``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from ..store import Store
+from ._reconcile import reconcile_loop
+from ._routes_executions import router as executions_router
+from ._routes_resources import router as resources_router
+from ._state import ApiError, ApiState, StateDep, api_state
+from .context import DaemonContext
+
+log = logging.getLogger("stigmer.daemon.api")
+
+
+def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+async def _require_token(request: Request) -> None:
+    """401 unless the request carries ``Authorization: Bearer <token>`` (compared in constant time)."""
+    expected = api_state(request).ctx.token
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise ApiError(401, "missing or wrong bearer token",
+                       "send the token from $STIGMER_HOME/run/token as 'Authorization: Bearer <token>'")
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": _field_path(e.get("loc", ())), "msg": e.get("msg", "invalid")} for e in exc.errors()]
+        message = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
+        return JSONResponse({"detail": f"invalid request: {message}", "hint": "fix the named fields and retry",
+                             "errors": errors}, status_code=422)
+
+
+def _public_routes(app: FastAPI) -> None:
+    @app.get("/v1/health")
+    async def health() -> dict[str, Any]:
+        return {"ok": True}
+
+
+def _info_routes(app: FastAPI, deps: list[Any]) -> None:
+    @app.get("/v1/status", dependencies=deps)
+    async def status(state: StateDep) -> dict[str, Any]:
+        cfg = state.ctx.config
+        shown = cfg.shown()
+        llm = {key.split(".", 1)[1]: shown[key] for key in ("llm.provider", "llm.model", "llm.base_url")}
+        return {"components": state.ctx.components(), "llm": llm,
+                "temporal": {"address": cfg.temporal.address, "namespace": cfg.temporal.namespace,
+                             "managed": cfg.temporal.managed},
+                "task_queue": cfg.value("runner.task_queue"), "store": str(state.store.path)}
+
+    @app.get("/v1/config", dependencies=deps)
+    async def config(state: StateDep) -> dict[str, Any]:
+        return state.ctx.config.shown()
+
+
+def create_app(ctx: DaemonContext) -> FastAPI:
+    """Build the API over ``ctx``: opens the store now, reconciles executions while served."""
+    store = Store.open(ctx.store_path)
+    state = ApiState(ctx=ctx, store=store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(reconcile_loop(state))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            store.close()
+
+    app = FastAPI(title="stigmer", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.api = state
+    deps = [Depends(_require_token)]
+    _install_handlers(app)
+    _public_routes(app)
+    _info_routes(app, deps)
+    app.include_router(resources_router, prefix="/v1", dependencies=deps)
+    app.include_router(executions_router, prefix="/v1", dependencies=deps)
+    return app

@@ -1,0 +1,45 @@
+"""What the API needs from the daemon process, handed to :func:`stigmer.daemon.api.create_app`.
+
+The daemon's main builds it (its supervisor fills ``components``); tests build it with a fake
+``temporal_client``. The API never reaches into the supervisor or Temporal any other way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import temporalio.client
+
+    from ..config import Config
+
+
+def _no_components() -> list[dict[str, Any]]:
+    return []
+
+
+@dataclass
+class DaemonContext:
+    """The daemon as the API sees it.
+
+    Attributes:
+        config: the configuration resolved once by the daemon.
+        token: the bearer token every request but ``/v1/health`` must carry.
+        store_path: the SQLite file (``$STIGMER_HOME/data/stigmer.db``).
+        components: a snapshot of the supervised services, one dict each with ``name, state, pid,
+            address, uptime_s, restarts, last_error``.
+        temporal_client: connects (or returns the connected) Temporal client; called lazily, so the
+            API answers even while Temporal is still starting.
+        reconcile_interval_s: how often executions without a terminal event are checked against
+            Temporal (a runner killed before it could post ``completed`` still ends right).
+    """
+
+    config: Config
+    token: str
+    store_path: Path
+    temporal_client: Callable[[], Awaitable[temporalio.client.Client]]
+    components: Callable[[], list[dict[str, Any]]] = field(default=_no_components)
+    reconcile_interval_s: float = 5.0

@@ -1,0 +1,262 @@
+"""The daemon's SQLite store: resources, executions and their events.
+
+One file at ``$STIGMER_HOME/data/stigmer.db`` in WAL mode, so readers (SSE replays, ``get``) never
+wait behind the event writer. Every write runs in one ``BEGIN IMMEDIATE`` transaction: an apply of
+ten documents, or a batch of events with the status change it implies, lands whole or not at all.
+The store is synchronous and thread safe (one connection behind a lock); its calls take
+milliseconds, so the API calls them inline.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import RuntimeFailure
+from ._schema import LATEST, MIGRATIONS
+
+STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+TERMINAL_EVENTS = frozenset({"completed", "failed", "cancelled"})
+# kind -> table
+KINDS: dict[str, str] = {"Agent": "agents", "McpServer": "mcpservers"}
+
+_EXEC_COLUMNS = ("id", "agent", "message", "model", "workspace", "workflow_id", "status", "output", "error",
+                 "steps", "last_seq", "created_at", "updated_at", "finished_at")
+
+
+def canonical(document: Mapping[str, Any]) -> str:
+    """A document as stable JSON: two equal documents give the same text (for ``unchanged``)."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def terminal_status(event_type: str, data: Mapping[str, Any]) -> str | None:
+    """The execution status a terminal event implies, or None for a non-terminal event."""
+    if event_type == "completed":
+        return "completed"
+    if event_type == "cancelled" or (event_type == "failed" and (data.get("cancelled") or
+                                                                 data.get("status") == "cancelled")):
+        return "cancelled"
+    if event_type == "failed":
+        return "failed"
+    return None
+
+
+class Store:
+    """The store. Open with :meth:`open`; close with :meth:`close`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Open (creating it and its directory if needed) and migrate the database at ``path``."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise RuntimeFailure(f"cannot open the store {path}: {exc}",
+                                 hint="check that $STIGMER_HOME/data is writable") from None
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        store = cls(conn, path)
+        store._migrate()
+        return store
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed on success, rolled back on any exception."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._conn.execute(sql, args).fetchall())
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        rows = self._read("SELECT version FROM schema_version")
+        return int(rows[0]["version"]) if rows else 0
+
+    def _migrate(self) -> None:
+        with self._tx() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            if conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 0:
+                conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+        current = self.schema_version()
+        if current > LATEST:
+            raise RuntimeFailure(f"the store {self.path} has schema version {current}, newer than this stigmer "
+                                 f"({LATEST})", hint="upgrade stigmer, or point STIGMER_HOME elsewhere")
+        for version in range(current + 1, LATEST + 1):
+            with self._tx() as conn:
+                for statement in MIGRATIONS[version - 1]:
+                    conn.execute(statement)
+                conn.execute("UPDATE schema_version SET version = ?", (version,))
+
+    # -- resources ----------------------------------------------------------------------------
+
+    def apply(self, documents: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+        """Create or update every document in one transaction; report ``created/updated/unchanged`` each."""
+        results: list[dict[str, str]] = []
+        now = time.time()
+        with self._tx() as conn:
+            for document in documents:
+                kind, name = str(document["kind"]), str(document["metadata"]["name"])
+                table, text = KINDS[kind], canonical(document)
+                row = conn.execute(f"SELECT document FROM {table} WHERE name = ?", (name,)).fetchone()
+                if row is None:
+                    conn.execute(f"INSERT INTO {table} (name, document, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                                 (name, text, now, now))
+                    outcome = "created"
+                elif row["document"] == text:
+                    outcome = "unchanged"
+                else:
+                    conn.execute(f"UPDATE {table} SET document = ?, updated_at = ? WHERE name = ?", (text, now, name))
+                    outcome = "updated"
+                results.append({"kind": kind, "name": name, "outcome": outcome})
+        return results
+
+    def get_resource(self, kind: str, name: str) -> dict[str, Any] | None:
+        """One resource as ``{kind, name, document, created_at, updated_at}``, or None."""
+        rows = self._read(f"SELECT * FROM {KINDS[kind]} WHERE name = ?", (name,))
+        return _resource(kind, rows[0]) if rows else None
+
+    def list_resources(self, kind: str) -> list[dict[str, Any]]:
+        return [_resource(kind, row) for row in self._read(f"SELECT * FROM {KINDS[kind]} ORDER BY name")]
+
+    def resource_names(self, kind: str) -> list[str]:
+        return [str(row["name"]) for row in self._read(f"SELECT name FROM {KINDS[kind]} ORDER BY name")]
+
+    def delete_resource(self, kind: str, name: str) -> bool:
+        """Delete one resource; False when there was none."""
+        with self._tx() as conn:
+            return conn.execute(f"DELETE FROM {KINDS[kind]} WHERE name = ?", (name,)).rowcount > 0
+
+    # -- executions ---------------------------------------------------------------------------
+
+    def create_execution(self, execution_id: str, *, agent: str, message: str, model: Mapping[str, Any],
+                         workspace: str | None, workflow_id: str) -> dict[str, Any]:
+        now = time.time()
+        with self._tx() as conn:
+            conn.execute("INSERT INTO executions (id, agent, message, model, workspace, workflow_id, status, "
+                         "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                         (execution_id, agent, message, json.dumps(dict(model)), workspace, workflow_id, now, now))
+        created = self.get_execution(execution_id)
+        assert created is not None
+        return created
+
+    def delete_execution(self, execution_id: str) -> None:
+        """Remove an execution that never started (its workflow could not be started)."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM executions WHERE id = ?", (execution_id,))
+
+    def get_execution(self, execution_id: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT * FROM executions WHERE id = ?", (execution_id,))
+        return _execution(rows[0]) if rows else None
+
+    def list_executions(self, *, status: str | None = None, agent: str | None = None,
+                        limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first, optionally only one status and/or one agent's."""
+        where = [(column, value) for column, value in (("status", status), ("agent", agent)) if value]
+        clause = (" WHERE " + " AND ".join(f"{column} = ?" for column, _ in where)) if where else ""
+        rows = self._read(f"SELECT * FROM executions{clause} ORDER BY created_at DESC LIMIT ?",
+                          (*(value for _, value in where), limit))
+        return [_execution(row) for row in rows]
+
+    def active_executions(self) -> list[dict[str, Any]]:
+        """Executions not yet completed, failed or cancelled (the ones to reconcile)."""
+        rows = self._read("SELECT * FROM executions WHERE status IN ('pending', 'running') ORDER BY created_at")
+        return [_execution(row) for row in rows]
+
+    def mark_running(self, execution_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE executions SET status = 'running', updated_at = ? WHERE id = ? AND status = 'pending'",
+                         (time.time(), execution_id))
+
+    # -- events -------------------------------------------------------------------------------
+
+    def append_events(self, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Store a batch of events, numbering them per execution, and apply the status each implies.
+
+        Idempotent where it matters: once an execution is terminal, a second terminal event (a
+        retried activity, a reconciliation racing the runner) is dropped, so every stream ends once.
+        Events of unknown executions are dropped. Returns the stored events, with their ``seq``.
+        """
+        stored: list[dict[str, Any]] = []
+        with self._tx() as conn:
+            for event in events:
+                saved = self._append_one(conn, event)
+                if saved is not None:
+                    stored.append(saved)
+        return stored
+
+    def _append_one(self, conn: sqlite3.Connection, event: Mapping[str, Any]) -> dict[str, Any] | None:
+        execution_id, kind = str(event["execution_id"]), str(event["type"])
+        data = dict(event.get("data") or {})
+        row = conn.execute("SELECT status, last_seq FROM executions WHERE id = ?", (execution_id,)).fetchone()
+        if row is None:
+            return None
+        new_status = terminal_status(kind, data)
+        if new_status is not None and row["status"] in TERMINAL:
+            return None
+        seq, now = int(row["last_seq"]) + 1, time.time()
+        ts = float(event.get("ts") or now)
+        conn.execute("INSERT INTO events (execution_id, seq, type, data, ts) VALUES (?, ?, ?, ?, ?)",
+                     (execution_id, seq, kind, json.dumps(data, default=str), ts))
+        conn.execute("UPDATE executions SET last_seq = ?, updated_at = ? WHERE id = ?", (seq, now, execution_id))
+        if new_status is not None:
+            _finish(conn, execution_id, new_status, data, now)
+        elif row["status"] == "pending":
+            conn.execute("UPDATE executions SET status = 'running' WHERE id = ?", (execution_id,))
+        return {"execution_id": execution_id, "seq": seq, "type": kind, "data": data, "ts": ts}
+
+    def events_after(self, execution_id: str, after: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
+        rows = self._read("SELECT * FROM events WHERE execution_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                          (execution_id, after, limit))
+        return [{"execution_id": r["execution_id"], "seq": r["seq"], "type": r["type"], "data": json.loads(r["data"]),
+                 "ts": r["ts"]} for r in rows]
+
+
+def _finish(conn: sqlite3.Connection, execution_id: str, status: str, data: Mapping[str, Any], now: float) -> None:
+    error = data.get("error")
+    if error is not None and not isinstance(error, str):
+        error = json.dumps(error, default=str)
+    output = data.get("output")
+    if output is not None and not isinstance(output, str):
+        output = json.dumps(output, default=str)
+    steps = data.get("steps")
+    conn.execute("UPDATE executions SET status = ?, output = ?, error = ?, steps = ?, finished_at = ?, updated_at = ? "
+                 "WHERE id = ?", (status, output, error, steps if isinstance(steps, int) else None, now, now,
+                                  execution_id))
+
+
+def _resource(kind: str, row: sqlite3.Row) -> dict[str, Any]:
+    return {"kind": kind, "name": row["name"], "document": json.loads(row["document"]),
+            "created_at": row["created_at"], "updated_at": row["updated_at"]}
+
+
+def _execution(row: sqlite3.Row) -> dict[str, Any]:
+    record = {name: row[name] for name in _EXEC_COLUMNS}
+    record["model"] = json.loads(record["model"])
+    return record

@@ -1,0 +1,70 @@
+"""Plain-dict messages (what workflow history holds) to LangChain messages and back. Activity side only."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .params import ToolSchema
+
+
+def to_langchain(messages: list[dict[str, Any]]) -> list[Any]:
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+    out: list[Any] = []
+    for m in messages:
+        role, content = m.get("role"), m.get("content") or ""
+        if role == "system":
+            out.append(SystemMessage(content=content))
+        elif role == "user":
+            out.append(HumanMessage(content=content))
+        elif role == "assistant":
+            calls = [{"id": c["id"], "name": c["name"], "args": c.get("args") or {}, "type": "tool_call"}
+                     for c in m.get("tool_calls") or []]
+            out.append(AIMessage(content=content, tool_calls=calls))
+        elif role == "tool":
+            out.append(ToolMessage(content=content, tool_call_id=m["tool_call_id"], name=m.get("name"),
+                                   status="error" if m.get("is_error") else "success"))
+    return out
+
+
+def _text(content: Any) -> str:
+    """Text of a message's content (providers return a string or a list of typed blocks)."""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content or []:
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, dict) and block.get("type") == "text":
+            parts.append(str(block.get("text", "")))
+    return "".join(parts)
+
+
+def from_langchain(message: Any, step: int) -> dict[str, Any]:
+    """An AI message as a plain dict; tool-call ids are made unique and stable when a provider omits them."""
+    calls = []
+    for i, call in enumerate(getattr(message, "tool_calls", None) or []):
+        args = call.get("args")
+        if isinstance(args, str):
+            try:
+                args = json.loads(args or "{}")
+            except ValueError:
+                args = {"_raw": args}
+        calls.append({"id": call.get("id") or f"call_{step}_{i}", "name": call.get("name") or "",
+                      "args": args if isinstance(args, dict) else {"value": args}})
+    reply: dict[str, Any] = {"role": "assistant", "content": _text(message.content)}
+    if calls:
+        reply["tool_calls"] = calls
+    return reply
+
+
+def chunk_text(chunk: Any) -> str:
+    return _text(getattr(chunk, "content", ""))
+
+
+def tool_specs(tools: list[ToolSchema]) -> list[dict[str, Any]]:
+    """Tools in the OpenAI function format, which every LangChain chat model's bind_tools accepts."""
+    return [{"type": "function", "function": {"name": t.name, "description": t.description or t.name,
+                                              "parameters": t.parameters or {"type": "object", "properties": {}}}}
+            for t in tools]

@@ -1,0 +1,199 @@
+"""The activities: all of the runner's I/O (LLM calls, tools, events). One instance per worker process.
+
+Temporal owns retries. A model call that fails is classified by the provider layer: retryable
+errors (429, 5xx, overloaded, connection reset) become an ``ApplicationError`` with
+``next_retry_delay`` set to the server's ``retry-after``; the rest (bad key, unknown model, no
+tool support) are ``non_retryable`` and fail the execution at once with the provider's message.
+Tool failures are not exceptions: they are results the model sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from ..errors import StigmerError, UserError
+from ._messages import chunk_text, from_langchain, to_langchain, tool_specs
+from .events import EventBuffer, EventSink, event
+from .params import (
+    CALL_MODEL,
+    CALL_TOOL,
+    LIST_TOOLS,
+    PUBLISH,
+    EventInput,
+    ModelCallInput,
+    ToolCallInput,
+    ToolResult,
+    ToolSchema,
+    ToolsetInput,
+)
+from .tools import workspace
+from .tools.builtin import builtin_tools
+from .tools.mcp import McpFailure, McpPool
+
+log = logging.getLogger("stigmer.worker")
+
+
+@contextlib.asynccontextmanager
+async def _heartbeating(every: float) -> AsyncIterator[None]:
+    """Heartbeat on a timer while the body runs (a tool, or a model thinking before its first token)."""
+
+    async def beat() -> None:
+        while True:  # first beat after one interval: a quick call costs the server no heartbeat RPC at all
+            await asyncio.sleep(every)
+            activity.heartbeat()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _beat_interval() -> float:
+    timeout = activity.info().heartbeat_timeout
+    return max(0.05, min(5.0, (timeout.total_seconds() if timeout else 30.0) / 4))
+
+
+class Activities:
+    """The runner's activities, bound to one worker's configuration, event sink and MCP sessions.
+
+    Args:
+        cfg: the worker's configuration (API keys come from here, never from workflow input).
+        sink: where events go.
+    """
+
+    def __init__(self, cfg: Any, sink: EventSink) -> None:
+        self.cfg = cfg
+        self.sink = sink
+        self.mcp = McpPool()
+        self._models: dict[str, Any] = {}
+
+    def all(self) -> list[Any]:
+        return [self.list_tools, self.call_model, self.call_tool, self.publish]
+
+    async def aclose(self) -> None:
+        await self.mcp.aclose()
+
+    @activity.defn(name=LIST_TOOLS)
+    async def list_tools(self, inp: ToolsetInput) -> list[ToolSchema]:
+        """The tools an execution may call: its built-in tool sets, then each MCP server's (filtered) tools."""
+        tools = [ToolSchema(name, desc, params) for name, desc, params in builtin_tools(inp.toolsets)]
+        taken = {t.name for t in tools}
+        for server in inp.mcp_servers:
+            try:
+                tools += await self.mcp.list_tools(server, taken)
+            except McpFailure as exc:
+                final = activity.info().attempt >= 3
+                raise ApplicationError(str(exc), type="McpFailure", non_retryable=final) from None
+        return tools
+
+    async def _chat_model(self, inp: ModelCallInput) -> Any:
+        from ..providers.registry import get_chat_model
+
+        key = json.dumps(inp.model.to_dict(), sort_keys=True, default=str)
+        if key not in self._models:
+            # In a thread: the first build imports the provider's SDK (up to ~1.5 s), which must not stall the
+            # event loop, or other activities would miss their heartbeats and be retried for nothing.
+            self._models[key] = await asyncio.to_thread(get_chat_model, inp.model, self.cfg)
+        return self._models[key]
+
+    @activity.defn(name=CALL_MODEL)
+    async def call_model(self, inp: ModelCallInput) -> dict[str, Any]:
+        """One model call: stream tokens out as events, heartbeat while streaming, return the final message."""
+        events = EventBuffer(self.sink, inp.execution_id)
+        attempt = activity.info().attempt
+        events.emit("step_started", {"step": inp.step, "attempt": attempt, "model": inp.model.id})
+        try:
+            reply = await self._stream(inp, events)
+            events.emit("message", {"step": inp.step, **reply})
+            return reply
+        except Exception as exc:
+            raise self._model_failure(exc, inp) from None
+        finally:  # even when cancelled: this attempt's events go out before the workflow's last one
+            await asyncio.shield(events.aclose())
+
+    async def _stream(self, inp: ModelCallInput, events: EventBuffer) -> dict[str, Any]:
+        model = await self._chat_model(inp)
+        if inp.tools:
+            model = model.bind_tools(tool_specs(inp.tools))
+        merged: Any = None
+        async with _heartbeating(_beat_interval()):
+            async for chunk in model.astream(to_langchain(inp.messages)):
+                text = chunk_text(chunk)
+                if text:
+                    events.emit("token", {"step": inp.step, "text": text})
+                merged = chunk if merged is None else merged + chunk
+        if merged is None:
+            raise ApplicationError("the model returned an empty stream", type="EmptyReply")
+        return from_langchain(merged, inp.step)
+
+    @staticmethod
+    def _model_failure(exc: BaseException, inp: ModelCallInput) -> ApplicationError:
+        if isinstance(exc, ApplicationError):
+            return exc
+        if isinstance(exc, UserError):  # e.g. a provider this runner does not know: retrying cannot help
+            return ApplicationError(str(exc), type="ConfigError", non_retryable=True)
+        from ..providers.registry import classify_error
+
+        try:
+            err = classify_error(exc, inp.model)
+        except StigmerError as failed:
+            return ApplicationError(str(failed), type="ConfigError", non_retryable=True)
+        message = str(err)
+        if not err.retryable:
+            return ApplicationError(message, type="ProviderError", non_retryable=True)
+        delay = timedelta(seconds=err.retry_after) if err.retry_after is not None else None
+        log.warning("model call for %s step %d failed (attempt %d, will retry): %s", inp.execution_id, inp.step,
+                    activity.info().attempt, err.message)
+        return ApplicationError(message, type="ProviderError", next_retry_delay=delay)
+
+    @activity.defn(name=CALL_TOOL)
+    async def call_tool(self, inp: ToolCallInput) -> ToolResult:
+        """One tool call; any failure is an error result for the model, never an exception."""
+        call = inp.call
+        call_id, name, args = str(call.get("id", "")), str(call.get("name", "")), call.get("args") or {}
+        events = EventBuffer(self.sink, inp.execution_id)
+        events.emit("tool_started", {"step": inp.step, "call_id": call_id, "name": name, "args": args})
+        try:
+            async with _heartbeating(_beat_interval()):
+                content, is_error = await self._dispatch(inp, name, args)
+            events.emit("tool_finished", {"step": inp.step, "call_id": call_id, "name": name, "is_error": is_error,
+                                          "result": workspace.truncate(content, 2000)})
+        finally:
+            await asyncio.shield(events.aclose())
+        return ToolResult(call_id=call_id, name=name, content=content, is_error=is_error)
+
+    async def _dispatch(self, inp: ToolCallInput, name: str, args: Any) -> tuple[str, bool]:
+        tool = inp.tool
+        if tool is None:
+            return f"unknown tool {name!r}; the tools you can call are listed in your tool definitions", True
+        if not isinstance(args, dict):
+            return "tool arguments must be a JSON object", True
+        try:
+            if tool.server:
+                server = next((s for s in inp.toolset.mcp_servers if s.get("name") == tool.server), None)
+                if server is None:
+                    return f"MCP server {tool.server!r} is not available to this agent", True
+                return await self.mcp.call_tool(server, tool.remote_name or tool.name, args)
+            if not inp.toolset.workspace:
+                return "this execution has no workspace", True
+            return await workspace.call(tool.name, Path(inp.toolset.workspace), args), False
+        except (workspace.ToolFailure, McpFailure) as exc:
+            return str(exc), True
+
+    @activity.defn(name=PUBLISH)
+    async def publish(self, inp: EventInput) -> None:
+        """Publish one event from workflow code (the last one: ``completed`` or ``failed``)."""
+        await self.sink.publish([event(inp.execution_id, inp.type, inp.data)])

@@ -1,0 +1,81 @@
+"""``run_worker(cfg, stop)``: poll the task queue until ``stop`` is set, then shut down cleanly.
+
+One code path for every way a runner starts (the daemon's children, ``stigmer runner`` on
+another machine, tests): configuration comes in as a resolved ``Config``, events go to the sink
+the environment names (the daemon sets ``STIGMER_SERVER_URL``/``STIGMER_SERVER_TOKEN``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from datetime import timedelta
+from typing import Any
+
+log = logging.getLogger("stigmer.worker")
+
+GRACEFUL_SHUTDOWN = timedelta(seconds=2)
+"""How long in-flight activities get to finish on stop; the rest are retried by another worker."""
+
+
+def warm_up() -> None:
+    """Import what every execution needs (provider registry and plugins, LangChain messages) before polling.
+
+    Run in a thread at start-up, so the first activities do not pay for imports on the event loop,
+    where a slow import would delay every other activity's heartbeats.
+    """
+    from langchain_core.messages import AIMessage  # noqa: F401
+
+    from ..providers.registry import provider_names
+    from . import _messages  # noqa: F401
+
+    provider_names()
+
+
+def describe(cfg: Any) -> str:
+    """One line saying what this runner uses: provider, model, Temporal address, namespace, task queue (no key)."""
+    items = cfg.items
+    provider = cfg.llm.provider or "none"
+    source = items["llm.provider"].origin if "llm.provider" in items else ""
+    return (f"provider={provider} ({source}) model={cfg.llm.model or '-'} temporal={cfg.temporal.address} "
+            f"namespace={cfg.temporal.namespace} task_queue={cfg.value('runner.task_queue')}")
+
+
+async def run_worker(cfg: Any, stop: asyncio.Event, *, client: Any = None, ready: asyncio.Event | None = None) -> None:
+    """Run a worker until ``stop`` is set.
+
+    Args:
+        cfg: the resolved configuration.
+        stop: set it to shut down (the CLI sets it on SIGTERM/SIGINT).
+        client: an existing Temporal client (default: :func:`stigmer.worker.client.connect`).
+        ready: set once the worker polls its task queue.
+    """
+    from temporalio.worker import Worker
+
+    from .activities import Activities
+    from .client import connect
+    from .events import make_sink
+    from .workflows import AgentWorkflow
+
+    if client is None:  # identity pid@host: the daemon finds its runner among the task queue's pollers by pid
+        client = await connect(cfg, identity=f"{os.getpid()}@{socket.gethostname()}")
+    await asyncio.to_thread(warm_up)
+    sink = make_sink()
+    activities = Activities(cfg, sink)
+    max_concurrent = int(cfg.value("runner.max_concurrent"))
+    worker = Worker(client, task_queue=cfg.value("runner.task_queue"), workflows=[AgentWorkflow],
+                    activities=activities.all(), max_concurrent_activities=max_concurrent,
+                    max_concurrent_local_activities=max_concurrent, graceful_shutdown_timeout=GRACEFUL_SHUTDOWN)
+    log.info("runner started: %s", describe(cfg))
+    try:
+        async with worker:
+            if ready is not None:
+                ready.set()
+            await stop.wait()
+            log.info("runner stopping")
+    finally:
+        await activities.aclose()
+        await sink.aclose()
+    log.info("runner stopped")

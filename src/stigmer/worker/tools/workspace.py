@@ -1,0 +1,161 @@
+"""Built-in workspace tools, confined to the execution's workspace directory.
+
+``workspace``: ``list_files``, ``read_file``, ``write_file``; ``shell`` (opt-in): ``run_shell``.
+Every path is resolved (symlinks followed) and must stay inside the workspace: ``..`` that climbs
+out, an absolute path elsewhere, a symlink pointing out, a NUL byte or an over-long name is
+refused with a :class:`ToolFailure` whose message the model sees, so it can correct itself.
+Outputs are bounded: big files and listings are truncated with a note; binary files are
+described, not dumped. The shell gets a minimal environment: never the worker's API keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from .builtin import SCHEMAS, TOOLSETS
+
+__all__ = ["SCHEMAS", "TOOLSETS", "ToolFailure", "call", "resolve_path", "truncate"]
+
+MAX_OUTPUT = 64 * 1024
+MAX_ENTRIES = 500
+MAX_PATH = 4096
+MAX_NAME = 255
+SHELL_TIMEOUT = 120.0
+
+
+class ToolFailure(Exception):
+    """A tool refused or failed; its message goes back to the model as an error result."""
+
+
+def truncate(text: str, limit: int = MAX_OUTPUT) -> str:
+    """``text`` cut to ``limit`` characters, with a note saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[… truncated: {len(text) - limit} more characters not shown]"
+
+
+def resolve_path(root: Path, raw: Any) -> Path:
+    """``raw`` as a real path inside ``root``, or a ToolFailure saying why not."""
+    if not isinstance(raw, str) or not raw:
+        raise ToolFailure("path must be a non-empty string")
+    if "\x00" in raw:
+        raise ToolFailure("path contains a NUL byte")
+    if len(raw) > MAX_PATH or any(len(part.encode()) > MAX_NAME for part in Path(raw).parts):
+        raise ToolFailure(f"path is too long (at most {MAX_PATH} characters, {MAX_NAME} per name)")
+    base = root.resolve()
+    candidate = Path(raw) if os.path.isabs(raw) else base / raw
+    try:
+        real = candidate.resolve()
+    except (OSError, RuntimeError) as exc:  # symlink loops
+        raise ToolFailure(f"cannot resolve {raw!r}: {exc}") from None
+    if real != base and base not in real.parents:
+        raise ToolFailure(f"{raw!r} is outside the workspace; use a path inside it (relative to its root)")
+    return real
+
+
+def _rel(root: Path, path: Path) -> str:
+    return str(path.relative_to(root.resolve())) or "."
+
+
+def list_files(root: Path, path: str = ".") -> str:
+    target = resolve_path(root, path)
+    if not target.is_dir():
+        raise ToolFailure(f"{path!r} is not a directory")
+    lines: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(target):
+        dirnames.sort()
+        here = Path(dirpath)
+        for name in dirnames:
+            lines.append(_rel(root, here / name) + "/")
+        for name in sorted(filenames):
+            lines.append(_rel(root, here / name))
+        if len(lines) > MAX_ENTRIES:
+            break
+    if not lines:
+        return "(empty)"
+    note = f"\n[… truncated: more than {MAX_ENTRIES} entries]" if len(lines) > MAX_ENTRIES else ""
+    return "\n".join(lines[:MAX_ENTRIES]) + note
+
+
+def read_file(root: Path, path: str) -> str:
+    target = resolve_path(root, path)
+    if not target.is_file():
+        raise ToolFailure(f"{path!r} does not exist or is not a file" + ("" if target.exists() else
+                          "; call list_files to see what is there"))
+    size = target.stat().st_size
+    with open(target, "rb") as fh:
+        head = fh.read(MAX_OUTPUT * 4 + 1)
+    if b"\x00" in head[:8192]:
+        return f"[binary file, {size} bytes: not shown]"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the read boundary
+            return f"[binary or non-UTF-8 file, {size} bytes: not shown]"
+        text = head[:exc.start].decode("utf-8")
+    if len(text) > MAX_OUTPUT or size > len(head):
+        return text[:MAX_OUTPUT] + (
+            f"\n[… truncated: the file is {size} bytes; only the first {MAX_OUTPUT} characters shown]")
+    return text
+
+
+def write_file(root: Path, path: str, content: Any) -> str:
+    if not isinstance(content, str):
+        raise ToolFailure("content must be a string")
+    target = resolve_path(root, path)
+    if target.is_dir():
+        raise ToolFailure(f"{path!r} is a directory")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # O_NOFOLLOW: a symlink planted at the final name after the check is not followed out of the workspace.
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(content)
+    return f"wrote {len(content.encode())} bytes to {_rel(root, target)}"
+
+
+def _shell_env(root: Path) -> dict[str, str]:
+    """A minimal environment: the worker's variables (its API keys above all) stay out."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(root), "LANG": "C.UTF-8", "TERM": "dumb"}
+
+
+async def run_shell(root: Path, command: Any, timeout: float = SHELL_TIMEOUT) -> str:
+    if not isinstance(command, str) or not command.strip():
+        raise ToolFailure("command must be a non-empty string")
+    if "\x00" in command:
+        raise ToolFailure("command contains a NUL byte")
+    proc = await asyncio.create_subprocess_exec(
+        "bash", "-c", command, cwd=root.resolve(), env=_shell_env(root), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except (TimeoutError, asyncio.CancelledError) as exc:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        raise ToolFailure(f"command timed out after {timeout:g}s and was killed") from None
+    text = out.decode("utf-8", errors="replace")
+    return truncate(f"exit code {proc.returncode}\n{text}")
+
+
+async def call(name: str, root: Path, args: dict[str, Any]) -> str:
+    """Run built-in tool ``name`` with ``args`` (bad arguments are a ToolFailure, like any refusal)."""
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        if name == "run_shell":
+            return await run_shell(root, args.get("command"))
+        if name == "list_files":
+            return await asyncio.to_thread(list_files, root, str(args.get("path") or "."))
+        if name == "read_file":
+            return await asyncio.to_thread(read_file, root, args.get("path"))  # type: ignore[arg-type]
+        if name == "write_file":
+            return await asyncio.to_thread(write_file, root, args.get("path"), args.get("content"))  # type: ignore[arg-type]
+    except OSError as exc:
+        raise ToolFailure(f"{name} failed: {exc.strerror or exc}") from None
+    raise ToolFailure(f"unknown tool {name!r}")

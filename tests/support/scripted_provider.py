@@ -1,0 +1,195 @@
+"""A deterministic scripted chat model, registered as the provider plugin ``scripted``.
+
+Every agent-loop test, the daemon's end-to-end tests and the benchmarks drive the runner with it.
+It loads in any process through the plugin hook: ``STIGMER_PLUGINS=scripted=tests.support.scripted_provider``
+(with the repo root on ``PYTHONPATH``), and the model name is the path of a JSON script::
+
+    {"steps": [
+        {"content": "Let me look.", "tool_calls": [{"name": "list_files", "args": {}}]},
+        {"content": "There are two files.", "delay": 5, "delay_attempts": 1,
+         "fail": {"status": 429, "message": "slow down", "retry_after": 0.2, "times": 1}}
+     ],
+     "repeat_last": false, "token_size": 1}
+
+The reply is chosen by conversation state alone, the number of AI messages already in the
+conversation, so it is the same in every process and on every retry. Each call appends one
+JSON line ``{"step", "pid", "attempt"}`` to ``<script>.calls.jsonl`` (or ``"log"``), which
+is how tests prove a completed model call was not repeated, and how ``fail.times`` and
+``delay_attempts`` count attempts across worker processes. ``delay`` (seconds, before the
+first token) lets a test kill a worker mid model call; with no delay the model has zero latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from pydantic import Field
+
+from stigmer.providers.base import Capabilities, Provider
+
+PLUGIN = "scripted=tests.support.scripted_provider"
+"""The ``STIGMER_PLUGINS`` entry that loads this module."""
+
+
+class ScriptedFailure(Exception):
+    """A failure the script asked for, shaped like an SDK's HTTP error (status and retry-after)."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status_code = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+def write_script(path: Path, steps: list[dict[str, Any]], **options: Any) -> str:
+    """Write a script file and return its path as the model name to use."""
+    path.write_text(json.dumps({"steps": steps, **options}), encoding="utf-8")
+    return str(path)
+
+
+def read_calls(script: str | Path) -> list[dict[str, Any]]:
+    """The calls made so far with ``script`` (one dict per model call, in order)."""
+    log = _log_path(Path(script), _load(Path(script)))
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def _log_path(path: Path, script: dict[str, Any]) -> Path:
+    log = script.get("log")
+    return (path.parent / log) if log else path.with_name(path.name + ".calls.jsonl")
+
+
+def _record_call(log: Path, step: int) -> int:
+    """Append this call to the log under an exclusive lock; return its attempt number for ``step`` (0-based)."""
+    with open(log, "a+", encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        attempt = sum(1 for line in fh if line.strip() and json.loads(line)["step"] == step)
+        fh.write(json.dumps({"step": step, "pid": os.getpid(), "attempt": attempt}) + "\n")
+    return attempt
+
+
+class ScriptedChatModel(BaseChatModel):
+    """Replies from a JSON script; see the module docstring."""
+
+    script: str
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def bind_tools(self, tools: Sequence[Any], *, tool_choice: str | None = None,
+                   **kwargs: Any) -> Runnable[Any, AIMessage]:
+        return self.model_copy(update={"tools": [t if isinstance(t, dict) else {"tool": str(t)} for t in tools]})
+
+    def _plan(self, messages: list[BaseMessage]) -> tuple[dict[str, Any], float, dict[str, Any], int]:
+        path = Path(self.script)
+        script = _load(path)
+        steps: list[dict[str, Any]] = script["steps"]
+        index = sum(1 for m in messages if isinstance(m, AIMessage))
+        if index >= len(steps):
+            step = steps[-1] if script.get("repeat_last") else {"content": "(the script has no more replies)"}
+        else:
+            step = steps[index]
+        attempt = _record_call(_log_path(path, script), index)
+        fail = step.get("fail")
+        if fail and attempt < int(fail.get("times", 1)):
+            raise ScriptedFailure(int(fail.get("status", 500)), str(fail.get("message", "scripted failure")),
+                                  fail.get("retry_after"))
+        delay = float(step.get("delay", 0)) if attempt < int(step.get("delay_attempts", 1 << 30)) else 0.0
+        return step, delay, script, index
+
+    def _chunks(self, step: dict[str, Any], script: dict[str, Any], index: int) -> Iterator[AIMessageChunk]:
+        content = str(step.get("content", ""))
+        size = max(1, int(script.get("token_size", 8)))
+        for start in range(0, len(content), size):
+            yield AIMessageChunk(content=content[start:start + size])
+        calls = step.get("tool_calls") or []
+        if calls:
+            yield AIMessageChunk(content="", tool_call_chunks=[
+                {"name": c["name"], "args": json.dumps(c.get("args", {})), "id": c.get("id") or f"call_{index}_{i}",
+                 "index": i} for i, c in enumerate(calls)])
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        step, delay, script, index = self._plan(messages)
+        if delay:
+            time.sleep(delay)
+        merged: AIMessageChunk = AIMessageChunk(content="")
+        for chunk in self._chunks(step, script, index):
+            merged = merged + chunk
+        message = AIMessage(content=merged.content, tool_calls=merged.tool_calls)
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        step, delay, script, index = self._plan(messages)
+        if delay:
+            time.sleep(delay)
+        for chunk in self._chunks(step, script, index):
+            yield ChatGenerationChunk(message=chunk)
+
+    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                       run_manager: AsyncCallbackManagerForLLMRun | None = None,
+                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        step, delay, script, index = self._plan(messages)
+        if delay:
+            await asyncio.sleep(delay)
+        for chunk in self._chunks(step, script, index):
+            yield ChatGenerationChunk(message=chunk)
+
+
+class ScriptedProvider(Provider):
+    """The ``scripted`` provider: model name = path of a script file."""
+
+    name = "scripted"
+    default_model = ""
+
+    def base_url(self, cfg: Any) -> str | None:
+        return None
+
+    def native_params(self, common: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def build(self, spec: Any, cfg: Any) -> BaseChatModel:
+        return ScriptedChatModel(script=spec.model)
+
+    def classify(self, exc: BaseException, spec: Any) -> Any:
+        from stigmer.providers import errors
+
+        if not isinstance(exc, ScriptedFailure):
+            return None
+        if exc.status_code == 429:
+            return errors.rate_limited("scripted", exc.retry_after)
+        if exc.status_code >= 500:
+            return errors.server_error("scripted", exc.status_code, exc.retry_after, exc.message)
+        if exc.status_code == 401:
+            return errors.key_rejected("scripted")
+        return errors.bad_request("scripted", exc.status_code, exc.message)
+
+    def capabilities(self, spec: Any, cfg: Any) -> Capabilities:
+        return Capabilities(tools=True, context_length=1 << 20, source="scripted")
+
+
+def register(registry: Any) -> None:
+    """The plugin hook: ``STIGMER_PLUGINS=scripted=tests.support.scripted_provider``."""
+    registry.register(ScriptedProvider())

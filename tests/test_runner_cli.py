@@ -1,0 +1,95 @@
+"""``stigmer runner`` as deployments run it: env contract, start-up log, events to the daemon, clean SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+
+from stigmer.config import DEFAULT_MODELS
+from tests.support.agents import EventCollector, execution, runner_env, running, spawn_runner, start, wait_for
+from tests.support.ports import free_port
+from tests.support.scripted_provider import write_script
+
+pytestmark = pytest.mark.slow
+
+SECRET = "sk-ant-api03-never-log-me-4242"
+
+
+def _legacy_env(address: str, queue: str) -> dict[str, str]:
+    """What an existing upstream runner deployment sets (MODE=cloud: Anthropic), and nothing stigmer-specific."""
+    return {"MODE": "cloud", "ANTHROPIC_API_KEY": SECRET, "TEMPORAL_SERVICE_ADDRESS": address,
+            "TEMPORAL_NAMESPACE": "default", "STIGMER_RUNNER_TASK_QUEUE": queue}
+
+
+def test_legacy_env_contract_logs_what_it_uses_and_stops_cleanly_on_sigterm(tmp_path: Path,
+                                                                            temporal_server: Any) -> None:
+    for i in range(3):  # the SDK's exit abort (sdk-python#300) was intermittent: a clean stop must always be 0
+        queue = f"cli-{uuid.uuid4().hex[:8]}"
+        log = tmp_path / f"runner{i}.log"
+        proc = spawn_runner(_legacy_env(temporal_server.address, queue), log)
+        with running(proc):
+            wait_for(lambda log=log: "runner started" in log.read_text(), timeout=60, what="runner start")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0, log.read_text()
+        text = log.read_text()
+        assert f"provider=anthropic ({'MODE=cloud'})" in text
+        assert f"model={DEFAULT_MODELS['anthropic']}" in text
+        assert f"temporal={temporal_server.address} namespace=default task_queue={queue}" in text
+        assert "runner exited cleanly" in text
+        assert SECRET not in text and SECRET[-8:] not in text
+        assert "Traceback" not in text
+
+
+def test_unreachable_temporal_is_a_clear_error_without_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "STIGMER_HOME": str(tmp_path), "LLM_PROVIDER": "ollama",
+           "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}"}
+    out = subprocess.run([sys.executable, "-m", "stigmer", "runner"], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1
+    assert "error: cannot connect to Temporal at 127.0.0.1:" in out.stderr
+    assert "check --temporal-address / TEMPORAL_ADDRESS" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+async def test_runner_child_posts_events_to_the_daemon_with_its_token(tmp_path: Path, temporal_server: Any) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    script = write_script(tmp_path / "s.json", [
+        {"content": "Writing.", "tool_calls": [{"name": "write_file", "args": {"path": "x.txt", "content": "1"}}]},
+        {"content": "All done."}])
+    queue = f"cli-{uuid.uuid4().hex[:8]}"
+    client = await Client.connect(temporal_server.address)
+    inp = execution(script, workspace=ws, tools=["workspace"])
+    with EventCollector() as collector:
+        env = runner_env(temporal_server.address, queue, collector.env())
+        with running(spawn_runner(env, tmp_path / "runner.log")):
+            result = await (await start(client, inp, queue)).result()
+            wait_for(lambda: any(e["type"] == "completed" for e in collector.of(inp.execution_id)), what="completed")
+        events = collector.of(inp.execution_id)
+    assert result.output == "All done."
+    types = [e["type"] for e in events]
+    assert types[-1] == "completed" and types.count("completed") == 1
+    assert {"step_started", "token", "message", "tool_started", "tool_finished"} <= set(types)
+    assert collector.rejected == 0
+    assert collector.token not in (tmp_path / "runner.log").read_text()
+
+
+async def test_a_daemon_that_is_down_does_not_fail_the_execution(tmp_path: Path, temporal_server: Any) -> None:
+    script = write_script(tmp_path / "s.json", [{"content": "Still fine."}])
+    queue = f"cli-{uuid.uuid4().hex[:8]}"
+    client = await Client.connect(temporal_server.address)
+    env = runner_env(temporal_server.address, queue, {"STIGMER_SERVER_URL": f"http://127.0.0.1:{free_port()}",
+                                                      "STIGMER_SERVER_TOKEN": "t"})
+    log = tmp_path / "runner.log"
+    with running(spawn_runner(env, log)):
+        result = await (await start(client, execution(script), queue)).result()
+    assert result.output == "Still fine."
+    assert "could not post" in log.read_text()

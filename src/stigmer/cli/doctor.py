@@ -184,7 +184,13 @@ def _print(checks: list[Check]) -> None:
 @config_flags
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 def doctor(as_json: bool, **kwargs: Any) -> None:
-    """Check every piece of the stack and say what to fix (exit 1 when something must be fixed)."""
+    """Check every piece of the stack and say what to fix (exit 1 when something must be fixed).
+
+    \b
+    Examples:
+      stigmer doctor
+      stigmer doctor --llm-provider ollama --json
+    """
     checks = run_checks(flags_from(kwargs))
     if as_json:
         click.echo(json.dumps([asdict(c) for c in checks], indent=2))

@@ -19,7 +19,15 @@ def _client() -> Any:
 
 @click.group()
 def execution() -> None:
-    """List, inspect, cancel and read the log of executions."""
+    """List, inspect, cancel and read the log of executions.
+
+    \b
+    Examples:
+      stigmer execution list --status running
+      stigmer execution get ID
+      stigmer execution logs -f ID
+      stigmer execution cancel ID
+    """
 
 
 @execution.command("list")

@@ -91,7 +91,13 @@ def check_paths(per_file: list[tuple[Path, list[Resource]]], known_servers: list
 @click.option("-f", "--filename", "paths", multiple=True, required=True, type=click.Path(path_type=Path),
               help="A YAML file (multi-document) or a directory of them. Repeatable.")
 def apply(paths: tuple[Path, ...]) -> None:
-    """Create or update agents and MCP servers from YAML: all of them, or none."""
+    """Create or update agents and MCP servers from YAML: all of them, or none.
+
+    \b
+    Examples:
+      stigmer apply -f examples/agents/hello.yaml
+      stigmer apply -f examples/agents/           # every .yaml/.yml in the directory
+    """
     per_file = load_paths(paths)  # before connecting: a bad file is reported even with the daemon down
     with _client() as client:
         known = [item["name"] for item in client.get("/v1/mcpservers")["items"]]
@@ -156,7 +162,13 @@ def short_text(text: str, limit: int) -> str:
 @click.argument("what", metavar="agents|mcpservers|executions")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", help="Output format.")
 def get(what: str, output: str) -> None:
-    """List agents, mcpservers or executions."""
+    """List agents, mcpservers or executions.
+
+    \b
+    Examples:
+      stigmer get agents
+      stigmer get executions -o json
+    """
     collection = _collection(what, ("agents", "mcpservers", "executions"))
     with _client() as client:
         items = client.get(f"/v1/{collection}")["items"]
@@ -185,7 +197,13 @@ def _collection(what: str, allowed: tuple[str, ...]) -> str:
 @click.argument("name")
 @click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text", help="Output format.")
 def describe(what: str, name: str, output: str) -> None:
-    """Show one agent in detail: its spec and its latest executions."""
+    """Show one agent in detail: its spec and its latest executions.
+
+    \b
+    Examples:
+      stigmer describe agent hello
+      stigmer describe agent hello -o yaml
+    """
     _collection(what, ("agents",))
     with _client() as client:
         item = client.get(f"/v1/agents/{name}")
@@ -223,7 +241,13 @@ def _describe_text(item: dict[str, Any], runs: list[dict[str, Any]]) -> None:
 @click.argument("what", metavar="agent|mcpserver")
 @click.argument("name")
 def delete(what: str, name: str) -> None:
-    """Delete an agent or an MCP server."""
+    """Delete an agent or an MCP server.
+
+    \b
+    Examples:
+      stigmer delete agent hello
+      stigmer delete mcpserver time
+    """
     collection = _collection(what, ("agents", "mcpservers"))
     with _client() as client:
         gone = client.delete(f"/v1/{collection}/{name}")["deleted"]

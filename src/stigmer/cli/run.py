@@ -172,7 +172,16 @@ def _connect(auto_start: bool) -> Client:
 @click.option("--no-start", is_flag=True, help="Do not start the daemon when it is down; fail instead.")
 def run(agent: str, message: str, model: str | None, workspace: Path | None, detach: bool, as_json: bool,
         no_start: bool) -> None:
-    """Run AGENT on MESSAGE and stream the answer live."""
+    """Run AGENT on MESSAGE and stream the answer live (exit 0 only when it completes).
+
+    \b
+    Examples:
+      stigmer run hello "Say hello"
+      stigmer run files "Write a haiku to haiku.txt" --workspace ./scratch
+      stigmer run hello "Hi" --model llama3.2        # another model for this run
+      stigmer run hello "Hi" --json | tail -1         # JSON Lines; the last is completed/failed
+      stigmer run hello "Hi" --detach                 # print the execution id and return
+    """
     body: dict[str, Any] = {"agent": agent, "message": message, "model": model}
     if workspace is not None:
         workspace.mkdir(parents=True, exist_ok=True)

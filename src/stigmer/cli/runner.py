@@ -59,7 +59,14 @@ async def _serve(cfg: Any) -> None:
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]),
               show_default=True, help="Log verbosity (logs go to stderr).")
 def runner(**kwargs: Any) -> None:
-    """Start a runner worker: it polls the task queue and runs agent executions until SIGTERM."""
+    """Start a runner worker: it polls the task queue and runs agent executions until SIGTERM.
+
+    \b
+    Examples:
+      stigmer runner --temporal-address my-cluster:7233 --llm-model claude-sonnet-5-5
+      MODE=cloud TEMPORAL_SERVICE_ADDRESS=temporal:7233 stigmer runner   # legacy deployments
+      STIGMER_RUNNER_TASK_QUEUE=gpu-agents stigmer runner --llm-provider ollama
+    """
     import asyncio
 
     log_level = kwargs.pop("log_level")

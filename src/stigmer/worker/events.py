@@ -98,13 +98,15 @@ def make_sink(env: Mapping[str, str] | None = None) -> EventSink:
 
 
 class EventBuffer:
-    """Events of one activity: buffered, flushed every ``interval`` seconds and at the end, in order.
+    """Events of one activity: buffered, flushed at most every ``interval`` seconds and at the end, in order.
 
     Tokens arrive many per second; batching them keeps the daemon's load (and the activity's
-    overhead) low while ``stigmer run`` still streams live.
+    overhead) low while ``stigmer run`` still streams live. The flush is leading-edge: the first
+    event after a quiet spell goes out at once (the first token is what a person waits for), and
+    only the rest of a burst waits, at most ``interval``.
     """
 
-    def __init__(self, sink: EventSink, execution_id: str, interval: float = 0.1, max_batch: int = 64) -> None:
+    def __init__(self, sink: EventSink, execution_id: str, interval: float = 0.025, max_batch: int = 64) -> None:
         self._sink, self._execution_id = sink, execution_id
         self._interval, self._max_batch = interval, max_batch
         self._pending: list[dict[str, Any]] = []
@@ -113,14 +115,15 @@ class EventBuffer:
 
     def emit(self, type_: str, data: dict[str, Any]) -> None:
         self._pending.append(event(self._execution_id, type_, data))
-        if self._ticker is None:
+        if self._ticker is None or self._ticker.done():
             self._ticker = asyncio.create_task(self._tick())
 
     async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
+        # Runs while events keep coming; ends after one quiet interval (the next emit starts it again).
+        while self._pending:
             # shielded: cancelling the ticker must not drop a batch already taken off the queue
             await asyncio.shield(self.flush())
+            await asyncio.sleep(self._interval)
 
     async def flush(self) -> None:
         async with self._lock:

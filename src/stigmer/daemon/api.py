@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..store import Store
 from ._reconcile import reconcile_loop
@@ -44,18 +46,30 @@ async def _require_token(request: Request) -> None:
                        "send the token from $STIGMER_HOME/run/token as 'Authorization: Bearer <token>'")
 
 
+class _Json(JSONResponse):
+    """JSON with non-ASCII escaped: an error echoing a lone surrogate from a request must not become a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+
+
 def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _Json({"detail": str(exc.detail), "hint": "check the method, the path and that the body is JSON "
+                      "(routes: docs/ARCHITECTURE.md)"}, status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+        return _Json(exc.body(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": _field_path(e.get("loc", ())), "msg": e.get("msg", "invalid")} for e in exc.errors()]
         message = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
-        return JSONResponse({"detail": f"invalid request: {message}", "hint": "fix the named fields and retry",
-                             "errors": errors}, status_code=422)
+        return _Json({"detail": f"invalid request: {message}", "hint": "fix the named fields and retry",
+                      "errors": errors}, status_code=422)
 
 
 def _public_routes(app: FastAPI) -> None:

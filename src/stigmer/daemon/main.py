@@ -83,7 +83,9 @@ def loopback_host(cfg: Config) -> str:
 def bind_api(host: str, port: int) -> socket.socket:
     """Bind the API's socket ourselves, so a port in use is a clear error (not uvicorn's exit)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on such sockets; without it every response
+    # body waits ~40 ms for the client's delayed ACK of the headers (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -238,6 +238,11 @@ class Store:
                  "ts": r["ts"]} for r in rows]
 
 
+def _storable(text: str | None) -> str | None:
+    """``text`` as SQLite can store it: lone surrogates (valid JSON, invalid UTF-8) become "?"."""
+    return None if text is None else text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _finish(conn: sqlite3.Connection, execution_id: str, status: str, data: Mapping[str, Any], now: float) -> None:
     error = data.get("error")
     if error is not None and not isinstance(error, str):
@@ -245,6 +250,7 @@ def _finish(conn: sqlite3.Connection, execution_id: str, status: str, data: Mapp
     output = data.get("output")
     if output is not None and not isinstance(output, str):
         output = json.dumps(output, default=str)
+    error, output = _storable(error), _storable(output)
     steps = data.get("steps")
     conn.execute("UPDATE executions SET status = ?, output = ?, error = ?, steps = ?, finished_at = ?, updated_at = ? "
                  "WHERE id = ?", (status, output, error, steps if isinstance(steps, int) else None, now, now,

@@ -53,6 +53,10 @@ def from_langchain(message: Any, step: int) -> dict[str, Any]:
                 args = {"_raw": args}
         calls.append({"id": call.get("id") or f"call_{step}_{i}", "name": call.get("name") or "",
                       "args": args if isinstance(args, dict) else {"value": args}})
+    for i, bad in enumerate(getattr(message, "invalid_tool_calls", None) or [], start=len(calls)):
+        # Arguments that did not parse as a JSON object: keep the call, so the model is told (not ignored).
+        calls.append({"id": bad.get("id") or f"call_{step}_{i}", "name": bad.get("name") or "", "args": {},
+                      "invalid_args": str(bad.get("args") or "")[:500]})
     reply: dict[str, Any] = {"role": "assistant", "content": _text(message.content)}
     if calls:
         reply["tool_calls"] = calls

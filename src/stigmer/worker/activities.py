@@ -130,7 +130,16 @@ class Activities:
             model = model.bind_tools(tool_specs(inp.tools))
         merged: Any = None
         async with _heartbeating(_beat_interval()):
-            async for chunk in model.astream(to_langchain(inp.messages)):
+            stream = model.astream(to_langchain(inp.messages)).__aiter__()
+            while True:
+                try:
+                    async with asyncio.timeout(inp.stall_timeout):
+                        chunk = await stream.__anext__()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise ApplicationError(f"the model sent nothing for {inp.stall_timeout:g} s (stream stalled); "
+                                           "retrying", type="StreamStalled") from None
                 text = chunk_text(chunk)
                 if text:
                     events.emit("token", {"step": inp.step, "text": text})
@@ -179,6 +188,9 @@ class Activities:
         tool = inp.tool
         if tool is None:
             return f"unknown tool {name!r}; the tools you can call are listed in your tool definitions", True
+        if "invalid_args" in inp.call:
+            return (f"the arguments of this call are not a JSON object ({inp.call['invalid_args']!r}); call {name} "
+                    "again with a JSON object that matches its parameters"), True
         if not isinstance(args, dict):
             return "tool arguments must be a JSON object", True
         try:

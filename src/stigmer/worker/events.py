@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
@@ -73,7 +74,9 @@ class HttpSink:
         if not events:
             return
         try:
-            response = await self._client.post(self._url, json={"events": events})
+            # ASCII-escaped JSON: text a model produced may hold lone surrogates, which UTF-8 cannot carry.
+            body = json.dumps({"events": events}, default=str).encode()
+            response = await self._client.post(self._url, content=body, headers={"content-type": "application/json"})
             response.raise_for_status()
         except Exception as exc:  # a sink failure never fails an execution
             self.failures += 1

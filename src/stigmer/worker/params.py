@@ -53,6 +53,10 @@ class Tunables:
     """Longest backoff between attempts, in seconds."""
     loop_repeats: int = 3
     """Stop when the model makes the same tool call with the same arguments this many times."""
+    model_stall: float = 120.0
+    """Seconds a model stream may go without a chunk (the first one included) before the attempt is abandoned
+    as stalled and retried. The timer heartbeat keeps a live-but-stuck stream from ever hitting the heartbeat
+    timeout, so this is what catches a provider that stops sending mid-answer."""
 
 
 @dataclass
@@ -109,6 +113,7 @@ class ModelCallInput:
     model: ModelSpec
     messages: list[dict[str, Any]]
     tools: list[ToolSchema]
+    stall_timeout: float = 120.0
 
 
 @dataclass

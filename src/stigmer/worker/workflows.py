@@ -125,7 +125,8 @@ class AgentWorkflow:
                                    "spec.maxSteps or make its task smaller")
             self._step += 1
             reply: dict[str, Any] = await self._run(workflow.start_activity(
-                CALL_MODEL, ModelCallInput(inp.execution_id, self._step, inp.model, list(self._messages), tools),
+                CALL_MODEL, ModelCallInput(inp.execution_id, self._step, inp.model, list(self._messages), tools,
+                                           t.model_stall),
                 result_type=dict, start_to_close_timeout=timedelta(seconds=t.model_timeout),
                 heartbeat_timeout=timedelta(seconds=t.model_heartbeat),
                 retry_policy=self._retry(t, t.model_max_attempts), cancellation_type=_WAIT))

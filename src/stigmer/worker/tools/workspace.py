@@ -39,12 +39,23 @@ def truncate(text: str, limit: int = MAX_OUTPUT) -> str:
     return text[:limit] + f"\n[… truncated: {len(text) - limit} more characters not shown]"
 
 
+def _is_text(value: str) -> bool:
+    """False for strings UTF-8 cannot encode (lone surrogates, which JSON lets a model send)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def resolve_path(root: Path, raw: Any) -> Path:
     """``raw`` as a real path inside ``root``, or a ToolFailure saying why not."""
     if not isinstance(raw, str) or not raw:
         raise ToolFailure("path must be a non-empty string")
     if "\x00" in raw:
         raise ToolFailure("path contains a NUL byte")
+    if not _is_text(raw):
+        raise ToolFailure("path is not valid Unicode text (it holds a lone surrogate); use a plain file name")
     if len(raw) > MAX_PATH or any(len(part.encode()) > MAX_NAME for part in Path(raw).parts):
         raise ToolFailure(f"path is too long (at most {MAX_PATH} characters, {MAX_NAME} per name)")
     base = root.resolve()
@@ -107,6 +118,8 @@ def read_file(root: Path, path: str) -> str:
 def write_file(root: Path, path: str, content: Any) -> str:
     if not isinstance(content, str):
         raise ToolFailure("content must be a string")
+    if not _is_text(content):
+        raise ToolFailure("content is not valid Unicode text (it holds a lone surrogate); nothing was written")
     target = resolve_path(root, path)
     if target.is_dir():
         raise ToolFailure(f"{path!r} is a directory")

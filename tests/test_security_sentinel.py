@@ -1,0 +1,174 @@
+"""A sentinel API key lives in the whole stack's environment for a run; it must surface nowhere a person could read.
+
+The stack runs on the scripted provider, but ``ANTHROPIC_API_KEY`` and ``STIGMER_LLM_API_KEY`` hold
+sentinels, so the daemon, the runners and every CLI call carry them exactly as a real key would be
+carried. Executions with tool calls (one runs ``env`` in the shell tool, the way a curious model
+would), and a failing one, exercise events, errors and workflow histories. Then every place a key
+could leak is searched, raw and decoded: logs, the SQLite files, events, ``config show``,
+``local status``, error messages, Temporal histories (``temporal workflow show``) and every
+process's command line while the stack runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.faults.checks import history
+from tests.support.local_daemon import LocalStack
+
+pytestmark = pytest.mark.slow
+
+CORES = (secrets.token_hex(12), secrets.token_hex(12))
+SENTINELS = {"ANTHROPIC_API_KEY": f"sk-ant-SENTINEL-{CORES[0]}", "STIGMER_LLM_API_KEY": f"sk-SENTINEL-{CORES[1]}"}
+
+TOOL_STEPS: list[dict[str, Any]] = [
+    {"content": "Writing.", "tool_calls": [{"name": "write_file", "args": {"path": "note.txt", "content": "hi"}}]},
+    {"content": "Looking around.", "tool_calls": [{"name": "run_shell", "args": {"command": "env; ls; sleep 0.5"}}]},
+    {"content": "Done."},
+]
+FAILING_STEPS: list[dict[str, Any]] = [{"content": "never", "fail": {"status": 401, "message": "bad key", "times": 99}}]
+
+
+def leaks(text: str | bytes) -> bool:
+    """True when any sentinel (or its random core, so a partly masked copy too) is in ``text``."""
+    raw = text.encode() if isinstance(text, str) else text
+    return any(core.encode() in raw for core in CORES)
+
+
+def _agent(home: Path, name: str, steps: list[dict[str, Any]]) -> Path:
+    from tests.support.scripted_provider import write_script
+
+    script = write_script(home / f"{name}.json", steps, token_size=4)
+    path = home / f"{name}.yaml"
+    path.write_text(f"apiVersion: agentic.stigmer.ai/v1\nkind: Agent\nmetadata:\n  name: {name}\n"
+                    f"spec:\n  instructions: Do the steps.\n  model: 'scripted:{script}'\n"
+                    "  tools: [workspace, shell]\n")
+    return path
+
+
+def _cmdlines() -> list[bytes]:
+    """Every process's command line, as /proc shows it to anyone on the machine."""
+    lines = []
+    for proc in psutil.process_iter():
+        try:
+            lines.append(Path(f"/proc/{proc.pid}/cmdline").read_bytes())
+        except OSError:
+            continue
+    return lines
+
+
+class CmdlineSampler:
+    """Reads every process's command line every 50 ms in a thread, while the block runs."""
+
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+        self.rounds = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while True:
+            self.seen += _cmdlines()
+            self.rounds += 1
+            if self._stop.wait(0.05):
+                return
+
+    def __enter__(self) -> CmdlineSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        assert self.rounds >= 2
+
+
+def _decoded(value: Any) -> Iterator[str]:
+    """Every string in a JSON value, base64 payload data decoded as well (history payloads are base64)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "data" and isinstance(item, str):
+                with contextlib.suppress(ValueError):
+                    yield base64.b64decode(item, validate=True).decode("utf-8", errors="replace")
+            yield from _decoded(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _decoded(item)
+    elif isinstance(value, str):
+        yield value
+
+
+@pytest.fixture(scope="module")
+def surfaces(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, list[str | bytes]]]:
+    """Run the stack with the sentinels; collect every surface (name -> texts) to search."""
+    home = tmp_path_factory.mktemp("sentinel") / "home"
+    home.mkdir()
+    stack = LocalStack.scripted(home, [{"content": "unused"}], **SENTINELS)
+    found: dict[str, list[str | bytes]] = {}
+    try:
+        started = stack.start()
+        assert started.returncode == 0, started.stderr
+        found["stigmer local start output"] = [started.stdout, started.stderr]
+        runner = psutil.Process(stack.components()["runner-1"]["pid"])
+        assert runner.environ()["ANTHROPIC_API_KEY"] == SENTINELS["ANTHROPIC_API_KEY"]  # the key is really there
+        for name, steps in (("tools", TOOL_STEPS), ("broken", FAILING_STEPS)):
+            assert stack.run("apply", "-f", str(_agent(home, name, steps))).returncode == 0
+        with CmdlineSampler() as sampler:  # every process's argv while the executions (and their tools) run
+            runs = [stack.run("run", "tools", "go", "--json"), stack.run("run", "tools", "again", "--json"),
+                    stack.run("run", "broken", "go")]
+        found["process command lines"] = sampler.seen
+        # sampled while the shell tool ran (bash execs its last command: argv is NUL-separated)
+        assert any(b"sleep\x000.5" in line for line in sampler.seen)
+        assert runs[0].returncode == 0 and runs[1].returncode == 0, runs[0].stderr + runs[1].stderr
+        assert runs[2].returncode != 0 and runs[2].stderr.strip()  # the failing run says why
+        found["stigmer run output and error messages"] = [t for r in runs for t in (r.stdout, r.stderr)]
+        _collect_api_and_cli(stack, found)
+    finally:
+        stack.cleanup()
+    found["files under $STIGMER_HOME/logs"] = [p.read_bytes() for p in (home / "logs").rglob("*") if p.is_file()]
+    found["SQLite store (db, -wal, -shm)"] = [p.read_bytes() for p in (home / "data").glob("stigmer.db*")]
+    found["any file under $STIGMER_HOME"] = [p.read_bytes() for p in home.rglob("*") if p.is_file()]
+    yield found
+
+
+def _collect_api_and_cli(stack: LocalStack, found: dict[str, list[str | bytes]]) -> None:
+    listed = json.loads(stack.run("get", "executions", "-o", "json").stdout)
+    assert {e["status"] for e in listed} == {"completed", "failed"}
+    found["events"], found["Temporal workflow histories"], found["stigmer execution get"] = [], [], []
+    for execution in listed:
+        logs = stack.run("execution", "logs", execution["id"], "--json")
+        found["events"] += [logs.stdout, logs.stderr]
+        found["stigmer execution get"].append(stack.run("execution", "get", execution["id"]).stdout)
+        events = history(stack, f"stigmer-exec-{execution['id']}")
+        assert events, "the workflow has a history"
+        found["Temporal workflow histories"] += [json.dumps(events), *_decoded(events)]
+    assert any("PATH=" in str(t) for t in found["events"])  # the shell tool really ran `env`
+    found["stigmer get executions -o json"] = [json.dumps(listed)]
+    shows = [stack.run("config", "show"), stack.run("config", "show", "--json")]
+    assert json.loads(shows[1].stdout)["llm.api_key"]["source"] == "env"  # the key was resolved, then masked
+    found["stigmer config show (+ --json)"] = [t for r in shows for t in (r.stdout, r.stderr)]
+    status = stack.run("local", "status", "--json")
+    found["stigmer local status --json"] = [status.stdout, status.stderr]
+
+
+def test_the_sentinel_key_leaks_nowhere(surfaces: dict[str, list[str | bytes]]) -> None:
+    leaked = sorted(name for name, texts in surfaces.items() if any(leaks(t) for t in texts))
+    print(f"surfaces searched: {len(surfaces)}; leaks found: {len(leaked)}")
+    assert leaked == [], f"leaks found: {len(leaked)}: the sentinel key appears in {leaked}"
+
+
+def test_every_surface_was_actually_collected(surfaces: dict[str, list[str | bytes]]) -> None:
+    """A search of empty surfaces would prove nothing: each one holds real content."""
+    empty = [name for name, texts in surfaces.items() if not any(len(t) for t in texts)]
+    assert empty == []
+    assert leaks(f"prefix {SENTINELS['ANTHROPIC_API_KEY']} suffix")  # the detector itself works

@@ -107,6 +107,7 @@ def _start(cfg: Any, *, no_pull: bool, foreground: bool) -> None:
     from ..daemon.main import fingerprint
 
     run_dir = cfg.path("run")
+    _check_home(cfg)
     state = files.read_state(run_dir)
     if state is not None or files.daemon_alive(run_dir):
         _already_running(cfg, state, fingerprint(cfg))
@@ -122,6 +123,42 @@ def _start(cfg: Any, *, no_pull: bool, foreground: bool) -> None:
     from ._local_ui import banner
 
     click.echo(banner(cfg, status, proc.pid))
+
+
+MIN_FREE_MB = 64
+"""Below this, the Temporal database, the store and the logs cannot be trusted to fit: refuse to start."""
+
+
+def _check_home(cfg: Any) -> None:
+    """Fail before starting anything when STIGMER_HOME cannot be written (read-only, full disk).
+
+    A probe file is written, synced and removed in the home; on failure it is removed too, so a
+    refused start leaves the home exactly as it was.
+    """
+    import errno
+    import shutil
+
+    home = cfg.home
+    probe = home / f".write-probe-{os.getpid()}"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as handle:
+            handle.write(b"\0" * 65536)
+            handle.flush()
+            os.fsync(handle.fileno())
+        free_mb = shutil.disk_usage(home).free / 2**20
+    except OSError as exc:
+        reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise RuntimeFailure(f"cannot write to STIGMER_HOME ({home}): {reason}; nothing was started",
+                             hint="free disk space or fix the permissions, or point STIGMER_HOME at a "
+                                  "writable directory") from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    if free_mb < MIN_FREE_MB:
+        raise RuntimeFailure(f"only {free_mb:.0f} MB free on the disk holding STIGMER_HOME ({home}); stigmer needs "
+                             f"at least {MIN_FREE_MB} MB for Temporal's database, its store and logs",
+                             hint="free disk space, or point STIGMER_HOME at a larger disk")
 
 
 def _already_running(cfg: Any, state: Any, wanted: str) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import hmac
 import json
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from ._reconcile import reconcile_loop
 from ._routes_executions import router as executions_router
 from ._routes_resources import router as resources_router
 from ._state import ApiError, ApiState, StateDep, api_state
+from ._storage_errors import storage_error
 from .context import DaemonContext
 
 log = logging.getLogger("stigmer.daemon.api")
@@ -63,6 +65,15 @@ def _install_handlers(app: FastAPI) -> None:
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return _Json(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(sqlite3.Error)
+    @app.exception_handler(OSError)
+    async def _storage(request: Request, exc: Exception) -> JSONResponse:
+        answer = storage_error(exc)
+        if answer is None:
+            raise exc
+        log.error("storage failure on %s %s: %s", request.method, request.url.path, exc)
+        return _Json(answer[1], status_code=answer[0])
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

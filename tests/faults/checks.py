@@ -1,5 +1,10 @@
 """The checks after a fault run: nothing lost, no completed tool call run twice, a sound SQLite store.
 
+Events are delivered at least once (a runner keeps what the daemon could not take, retries it, and
+spools it when it is stopped; the daemon drops the ones it already stored): a completed execution's
+stream must hold every middle event too, one ``message`` per model step and one ``tool_finished`` per
+tool call. A stream missing one is a failure.
+
 A tool call's side effect is a line ``call <n> <runner pid>`` in the execution's ``sidefx.log``. Temporal's
 history says how often each call was started (``attempt`` of its ``ActivityTaskStarted`` event): a killed
 worker's attempt may have run before it died, so a retried call may leave one line per attempt. More lines
@@ -61,12 +66,23 @@ def _last_event(stack: LocalStack, execution_id: str, report: Any) -> dict[str, 
 
     with Client.connect(stack.home) as client:
         events = list(client.events(execution_id, follow=False))
-    finished = {e["data"].get("call_id") for e in events if e["type"] == "tool_finished"}
-    report.partial_streams += len(finished) < TOOL_CALLS  # informational: events posted while the daemon was down
     terminal = [e for e in events if e["type"] in ("completed", "failed")]
+    if terminal and terminal[-1]["type"] == "completed":
+        _middle_events(execution_id, events, report)
     if len(terminal) != 1:
         report.problems.append(f"execution {execution_id}: {len(terminal)} terminal events")
     return events[-1] if events and events[-1]["type"] in ("completed", "failed") else None
+
+
+def _middle_events(execution_id: str, events: list[dict[str, Any]], report: Any) -> None:
+    """A completed stream holds a ``message`` for every model step and a ``tool_finished`` for every tool call."""
+    finished = {e["data"].get("call_id") for e in events if e["type"] == "tool_finished"}
+    steps = {e["data"].get("step") for e in events if e["type"] == "message"}
+    if len(finished) < TOOL_CALLS or len(steps) < TOOL_CALLS + 1:
+        report.partial_streams += 1
+        report.problems.append(f"execution {execution_id}: its event stream misses middle events "
+                               f"({len(finished)} of {TOOL_CALLS} tool_finished, {len(steps)} of "
+                               f"{TOOL_CALLS + 1} messages)")
 
 
 def history(stack: LocalStack, workflow_id: str) -> list[dict[str, Any]]:

@@ -78,7 +78,7 @@ class Report:
                 ("executions lost", self.lost), ("tool calls (distinct)", self.tool_calls),
                 ("tool calls retried after a kill", self.retried_calls),
                 ("duplicate tool calls (completed, ran again)", self.duplicates),
-                ("event streams missing a tool_finished (not a failure)", self.partial_streams),
+                ("event streams missing middle events", self.partial_streams),
                 ("SQLite integrity_check", self.integrity), ("wall time (s)", f"{self.seconds:.0f}"),
                 ("result", "PASS" if self.ok else "FAIL")]
         width = max(len(str(k)) for k, _ in rows)

@@ -34,6 +34,7 @@ class StartRequest(BaseModel):
 
 
 class EventIn(BaseModel):
+    id: str | None = Field(default=None, min_length=1, max_length=64)  # the runner's; duplicates are dropped
     execution_id: str = Field(min_length=1)
     type: str = Field(pattern=r"^[a-z_]{1,40}$")
     data: dict[str, Any] = Field(default_factory=dict)

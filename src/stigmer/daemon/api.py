@@ -22,12 +22,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..store import Store
+from ..worker.events import SPOOL_DIR
 from ._reconcile import reconcile_loop
 from ._routes_executions import router as executions_router
 from ._routes_resources import router as resources_router
 from ._state import ApiError, ApiState, StateDep, api_state
 from ._storage_errors import storage_error
 from .context import DaemonContext
+from .events import ingest_spool
 
 log = logging.getLogger("stigmer.daemon.api")
 
@@ -108,6 +110,7 @@ def _info_routes(app: FastAPI, deps: list[Any]) -> None:
 def create_app(ctx: DaemonContext) -> FastAPI:
     """Build the API over ``ctx``: opens the store now, reconciles executions while served."""
     store = Store.open(ctx.store_path)
+    ingest_spool(store, ctx.config.path("data") / SPOOL_DIR)  # a dead daemon's runners' last events
     state = ApiState(ctx=ctx, store=store)
 
     @contextlib.asynccontextmanager

@@ -3,14 +3,22 @@
 Events are stored first (they get their ``seq`` there), then published here. A subscriber
 registers *before* it replays from the store, and skips any live event whose ``seq`` it already
 replayed: no event is lost in the gap between replay and live, and none is shown twice.
+
+``ingest_spool`` stores, at start, the events runners could not post before they were stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
+
+from ..store import Store
+
+log = logging.getLogger("stigmer.daemon.events")
 
 
 class EventHub:
@@ -38,3 +46,26 @@ class EventHub:
 
     def subscriber_count(self, execution_id: str) -> int:
         return len(self._subscribers.get(execution_id, ()))
+
+
+def ingest_spool(store: Store, directory: Path) -> int:
+    """Store the events runners spooled when they stopped unable to reach a daemon; return how many were new.
+
+    Called when the daemon starts, before it serves and before reconciliation: a killed daemon's
+    orphaned runners are ended before the new API listens, so what they could not post waits here.
+    Each file is removed once its events are stored; event ids make a second pass (a crash mid-way)
+    harmless. Events of executions already ended are ignored, like any late event.
+    """
+    from ..worker.events import read_spool
+
+    stored = 0
+    for path, events in read_spool(directory):
+        try:
+            for start in range(0, len(events), 500):
+                stored += len(store.append_events(events[start:start + 500]))
+            path.unlink(missing_ok=True)
+        except Exception as exc:  # a bad spool file must not stop the daemon from starting
+            log.warning("could not store the spooled events of %s: %s", path, exc)
+    if stored:
+        log.info("stored %d event(s) runners had kept while no daemon listened", stored)
+    return stored

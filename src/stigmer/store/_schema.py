@@ -49,6 +49,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (execution_id, seq)
         )""",
     ),
+    # 2: an event's runner-made id, so an event a runner retried after a lost answer is stored once.
+    # Events from older runners have none (NULL), and NULLs never collide in a unique index.
+    (
+        "ALTER TABLE events ADD COLUMN event_id TEXT",
+        "CREATE UNIQUE INDEX events_event_id ON events(execution_id, event_id) WHERE event_id IS NOT NULL",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

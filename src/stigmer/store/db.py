@@ -199,9 +199,12 @@ class Store:
     def append_events(self, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Store a batch of events, numbering them per execution, and apply the status each implies.
 
-        Idempotent where it matters: once an execution is terminal, a second terminal event (a
-        retried activity, a reconciliation racing the runner) is dropped, so every stream ends once.
-        Events of unknown executions are dropped. Returns the stored events, with their ``seq``.
+        Idempotent where it matters: runners deliver at least once, so an event whose ``id`` is already
+        stored for its execution is dropped (events without an ``id``, from older runners, are always
+        new). Once an execution is terminal every later event is dropped: a second terminal event (a
+        retried activity, a reconciliation racing the runner), and a middle event a runner retried too
+        late, which would otherwise land after the end of a stream that has already closed. Events of
+        unknown executions are dropped. Returns the stored events, with their ``seq``.
         """
         stored: list[dict[str, Any]] = []
         with self._tx() as conn:
@@ -217,13 +220,18 @@ class Store:
         row = conn.execute("SELECT status, last_seq FROM executions WHERE id = ?", (execution_id,)).fetchone()
         if row is None:
             return None
-        new_status = terminal_status(kind, data)
-        if new_status is not None and row["status"] in TERMINAL:
+        if row["status"] in TERMINAL:
             return None
+        event_id = event.get("id") or None
+        if event_id is not None and conn.execute("SELECT 1 FROM events WHERE execution_id = ? AND event_id = ?",
+                                                 (execution_id, str(event_id))).fetchone() is not None:
+            return None
+        new_status = terminal_status(kind, data)
         seq, now = int(row["last_seq"]) + 1, time.time()
         ts = float(event.get("ts") or now)
-        conn.execute("INSERT INTO events (execution_id, seq, type, data, ts) VALUES (?, ?, ?, ?, ?)",
-                     (execution_id, seq, kind, json.dumps(data, default=str), ts))
+        conn.execute("INSERT INTO events (execution_id, seq, type, data, ts, event_id) VALUES (?, ?, ?, ?, ?, ?)",
+                     (execution_id, seq, kind, json.dumps(data, default=str), ts,
+                      None if event_id is None else str(event_id)))
         conn.execute("UPDATE executions SET last_seq = ?, updated_at = ? WHERE id = ?", (seq, now, execution_id))
         if new_status is not None:
             _finish(conn, execution_id, new_status, data, now)

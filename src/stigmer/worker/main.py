@@ -57,13 +57,13 @@ async def run_worker(cfg: Any, stop: asyncio.Event, *, client: Any = None, ready
 
     from .activities import Activities
     from .client import connect
-    from .events import make_sink
+    from .events import SPOOL_DIR, make_sink
     from .workflows import AgentWorkflow
 
     if client is None:  # identity pid@host: the daemon finds its runner among the task queue's pollers by pid
         client = await connect(cfg, identity=f"{os.getpid()}@{socket.gethostname()}")
     await asyncio.to_thread(warm_up)
-    sink = make_sink()
+    sink = make_sink(spool_dir=cfg.path("data") / SPOOL_DIR)
     activities = Activities(cfg, sink)
     max_concurrent = int(cfg.value("runner.max_concurrent"))
     worker = Worker(client, task_queue=cfg.value("runner.task_queue"), workflows=[AgentWorkflow],

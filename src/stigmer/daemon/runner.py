@@ -41,7 +41,8 @@ class RunnerService(Service):
 
     ready_timeout_s = 60.0
     stop_timeout_s = 10.0
-    needs = ("temporal",)
+    # No ``needs``: a runner retries Temporal itself (worker.main.CONNECT_PATIENCE_S), so its ~1 s of imports
+    # overlap the dev server's boot instead of following it. Readiness still waits for its poller in Temporal.
 
     def __init__(self, index: int, cfg: Config, clients: TemporalClientCache, server_url: str, token: str) -> None:
         super().__init__()

@@ -16,6 +16,11 @@ from typing import Any
 
 log = logging.getLogger("stigmer.worker")
 
+CONNECT_PATIENCE_S = 30.0
+"""How long a starting runner keeps retrying an unreachable Temporal before it gives up.
+
+The daemon launches its runners alongside the Temporal dev server (their imports overlap its
+boot), and a runner deployed next to a cluster may come up first; both wait here."""
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
 GRACEFUL_SHUTDOWN = timedelta(seconds=2)
 """How long in-flight activities get to finish on stop; the rest are retried by another worker."""
@@ -44,6 +49,23 @@ def describe(cfg: Any) -> str:
             f"namespace={cfg.temporal.namespace} task_queue={cfg.value('runner.task_queue')}")
 
 
+async def _connect_patiently(cfg: Any, identity: str, stop: asyncio.Event) -> Any:
+    """Connect to Temporal, retrying for up to ``CONNECT_PATIENCE_S`` while it is not up yet."""
+    from ..errors import RuntimeFailure
+    from .client import connect
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CONNECT_PATIENCE_S
+    while True:
+        try:
+            return await connect(cfg, identity=identity)
+        except RuntimeFailure:
+            if stop.is_set() or loop.time() > deadline:
+                raise
+            log.debug("Temporal at %s not reachable yet; retrying", cfg.temporal.address)
+            await asyncio.sleep(0.2)
+
+
 async def run_worker(cfg: Any, stop: asyncio.Event, *, client: Any = None, ready: asyncio.Event | None = None) -> None:
     """Run a worker until ``stop`` is set.
 
@@ -56,13 +78,13 @@ async def run_worker(cfg: Any, stop: asyncio.Event, *, client: Any = None, ready
     from temporalio.worker import Worker
 
     from .activities import Activities
-    from .client import connect
     from .events import SPOOL_DIR, make_sink
     from .workflows import AgentWorkflow
 
+    warming = asyncio.create_task(asyncio.to_thread(warm_up))
     if client is None:  # identity pid@host: the daemon finds its runner among the task queue's pollers by pid
-        client = await connect(cfg, identity=f"{os.getpid()}@{socket.gethostname()}")
-    await asyncio.to_thread(warm_up)
+        client = await _connect_patiently(cfg, f"{os.getpid()}@{socket.gethostname()}", stop)
+    await warming
     sink = make_sink(spool_dir=cfg.path("data") / SPOOL_DIR)
     activities = Activities(cfg, sink)
     max_concurrent = int(cfg.value("runner.max_concurrent"))

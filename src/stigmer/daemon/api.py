@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .._aio import cancel_and_wait
 from ..store import Store
 from ..worker.events import SPOOL_DIR
 from ._reconcile import reconcile_loop
@@ -119,9 +120,7 @@ def create_app(ctx: DaemonContext) -> FastAPI:
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
             store.close()
 
     app = FastAPI(title="stigmer", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._aio import cancel_and_wait
 from ..errors import RuntimeFailure, StigmerError
 from . import logs
 from .service import Service
@@ -271,9 +272,7 @@ class Supervisor:
         """Stop every managed child, in reverse start order. Safe to call more than once."""
         self._stopping = True
         if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+            await cancel_and_wait(self._watcher)
         for comp in self.components:
             if comp.task is not None:
                 comp.task.cancel()

@@ -21,6 +21,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from .._aio import cancel_and_wait
 from ..errors import StigmerError, UserError
 from ._messages import chunk_text, from_langchain, to_langchain, tool_specs
 from .events import EventBuffer, EventSink, event
@@ -56,9 +57,7 @@ async def _heartbeating(every: float) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
 
 def _beat_interval() -> float:

@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from .._aio import cancel_and_wait
 from ..config import envvars as ev
 
 log = logging.getLogger("stigmer.events")
@@ -242,9 +243,7 @@ class HttpSink:
     async def aclose(self) -> None:
         """Stop retrying, try once more to deliver what is queued (at most ``close_timeout`` s), close."""
         if self._retrier is not None:
-            self._retrier.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retrier
+            await cancel_and_wait(self._retrier)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._drain(), self._close_timeout)
         if self._spool is not None and not self._queue:
@@ -372,8 +371,6 @@ class EventBuffer:
     async def aclose(self) -> None:
         """Flush what is left (so an activity's events are posted before its result is recorded)."""
         if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+            await cancel_and_wait(self._ticker)
             self._ticker = None
         await self.flush()

@@ -8,15 +8,13 @@ so a failed write never leaves a half-written file.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .._fs import write_atomic
 from ..errors import ConfigError
 from ._suggest import did_you_mean
 from .keys import KEYS
@@ -124,22 +122,6 @@ def _read_aliases(result: FileValues, aliases: Any) -> None:
     result.aliases = {str(k): v for k, v in aliases.items()}
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".config.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _load_raw(path: Path) -> dict[str, Any]:
     text = _read_text(path)
     if text is None:
@@ -192,7 +174,7 @@ def _remove(node: Any, parts: list[str]) -> bool:
 
 def _write(path: Path, data: dict[str, Any]) -> None:
     try:
-        _atomic_write(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+        write_atomic(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=False), 0o600, fsync=True)
     except OSError as exc:
         raise ConfigError(f"cannot write config file {path}: {exc.strerror or exc}",
                           hint="free disk space or fix the permissions of STIGMER_HOME; the file was not changed"

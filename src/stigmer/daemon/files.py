@@ -16,11 +16,12 @@ import json
 import os
 import secrets
 import signal
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .._fs import write_atomic
 
 PID_FILE = "daemon.pid"
 LOCK_FILE = "daemon.lock"
@@ -42,21 +43,6 @@ class DaemonState:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` through a temp file + rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class DaemonLock:

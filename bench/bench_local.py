@@ -22,7 +22,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,12 +30,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # for tests.support
+from tests.support.ports import free_port  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from stigmer.daemon.temporal import temporal_binary  # noqa: E402
 
 
 async def _serving(address: str) -> bool:
@@ -52,7 +49,7 @@ async def _serving(address: str) -> bool:
 def bare_temporal(tmp: Path) -> float:
     """Seconds from spawning the dev server to SERVING."""
     port = free_port()
-    argv = [str(Path(sys.executable).parent / "temporal"), "server", "start-dev", "--ip", "127.0.0.1",
+    argv = [temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1",
             "--port", str(port), "--ui-port", str(free_port()), "--ui-disable-news-fetch",
             "--http-port", str(free_port()), "--metrics-port", str(free_port()),
             "--db-filename", str(tmp / f"bare-{port}.db"), "--log-level", "warn"]

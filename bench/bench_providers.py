@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,28 +28,10 @@ from stigmer.config import resolve
 from stigmer.providers import embedded, registry
 from stigmer.providers.names import infer_provider
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.support
+from tests.support.llamacpp import start_llamacpp
+
 PROMPT = "Write a long story about a lighthouse keeper."
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(models: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    proc = subprocess.Popen(embedded.server_command(embedded.assemble_to(models), "127.0.0.1", port),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while embedded.served_models(base_url, timeout=1.0) is None:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("llama.cpp server did not start")
-        time.sleep(0.05)
-    return proc, base_url
 
 
 def bare(client: httpx.Client, base_url: str, max_tokens: int) -> tuple[float, int, float]:
@@ -94,8 +75,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--tokens", type=int, default=128)
     args = parser.parse_args()
-    models = Path(os.environ.get("STIGMER_TEST_MODELS") or Path(tempfile.gettempdir()) / "stigmer-test-models")
-    proc, base_url = start_server(models)
+    server = start_llamacpp(Path(tempfile.mkdtemp(prefix="stigmer-bench-")) / "llamacpp.log")
+    base_url = server.base_url
     try:
         with tempfile.TemporaryDirectory() as home:
             flags = {"llm.provider": ("llamacpp", "bench"), "llm.base_url": (base_url, "bench")}
@@ -110,8 +91,7 @@ def main() -> None:
                 long_b, long_s = alternate(max(3, args.runs // 3), lambda: bare(client, base_url, args.tokens),
                                            lambda: through_stigmer(cfg, args.tokens))
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()
     _print(cold, first_b, first_s, long_b, long_s)
 
 

@@ -159,7 +159,19 @@ def test_common_parameters_translate_to_native_ones(cfg: Any, name: str, given: 
 def test_ollama_gets_a_fixed_num_ctx_by_default(cfg: Any) -> None:
     spec = registry.resolve_model(cfg, "llama3.2")
     assert spec.params["num_ctx"] == 8192
-    assert spec.params["num_predict"] == 1024
+    assert spec.params["num_predict"] == 8192  # local models: the upstream runner's 8192 replies
+
+
+@pytest.mark.parametrize(("name", "param", "expected"), [("llama3.2", "num_predict", 8192),
+                                                         ("claude-sonnet-5-5", "max_tokens", 20_000),
+                                                         ("gpt-5-mini", "max_tokens", 20_000)])
+def test_max_tokens_defaults_per_provider_unless_set(cfg: Any, name: str, param: str, expected: int,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    assert registry.resolve_model(cfg, name).params[param] == expected
+    monkeypatch.setenv("STIGMER_LLM_MAX_TOKENS", "333")
+    from stigmer.config import resolve
+
+    assert registry.resolve_model(resolve(), name).params[param] == 333
 
 
 @pytest.mark.parametrize("name", ["anthropic:claude-x", "openai:gpt-4o", "llamacpp:gemma3-270m"])

@@ -30,6 +30,8 @@ def _fmt(value: Any) -> str:
         return "-"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value)) or "-"
     return str(value)
 
 

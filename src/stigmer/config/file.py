@@ -145,7 +145,7 @@ def set_value(path: Path, key: str, value: Any) -> None:
             child = {}
             node[part] = child
         node = child
-    node[last] = value
+    node[last] = list(value) if isinstance(value, tuple) else value
     _write(path, data)
 
 

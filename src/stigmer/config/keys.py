@@ -6,6 +6,7 @@ validates against it, ``config show`` lists it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,11 @@ DEFAULT_MODELS: dict[str, str] = {
     "openai": "gpt-5-mini",
     "llamacpp": "gemma3-270m",
 }
+
+# Default reply budget per provider when llm.max_tokens is unset: what the upstream runner uses (local models
+# 8192, cloud models 20000). The provider layer caps it at a model's own output limit where it knows one.
+DEFAULT_MAX_TOKENS: dict[str, int] = {"anthropic": 20_000, "openai": 20_000, "ollama": 8192, "llamacpp": 8192}
+LOCAL_MAX_TOKENS = 8192
 
 DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
 DEFAULT_LLAMACPP_URL = "http://127.0.0.1:18434/v1"
@@ -63,6 +69,26 @@ def _parse_str(raw: Any) -> str:
     if isinstance(raw, (dict, list)) or raw is None:
         raise ValueError(f"expected a string, got {raw!r}")
     return str(raw)
+
+
+def _parse_duration_text(raw: Any) -> str:
+    """A duration, kept as the person wrote it (normalised): ``30d``; ``0`` means never."""
+    from .durations import format_duration, parse_duration
+
+    return format_duration(parse_duration(raw))
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _parse_names(raw: Any) -> tuple[str, ...]:
+    """Environment variable names: a YAML list or a comma-separated string (``GITHUB_TOKEN,JIRA_URL``)."""
+    items = raw if isinstance(raw, (list, tuple)) else str(raw if raw is not None else "").split(",")
+    names = tuple(str(item).strip() for item in items if str(item).strip())
+    bad = [name for name in names if not _ENV_NAME.match(name)]
+    if bad:
+        raise ValueError(f"not an environment variable name: {', '.join(map(repr, bad))}")
+    return names
 
 
 def _parse_provider(raw: Any) -> str:
@@ -115,8 +141,10 @@ KEYS: dict[str, Key] = {
         Key("llm.model", _parse_str, "model name, alias or provider:model id", (ev.LLM_MODEL, ev.SHORT_LLM_MODEL)),
         Key("llm.base_url", _parse_str, "base URL of the provider's API", (ev.LLM_BASE_URL,)),
         Key("llm.api_key", _parse_str, "API key of the provider (masked)", (ev.LLM_API_KEY,), secret=True),
-        Key("llm.max_tokens", _range(_parse_int, 1, 1_000_000), "maximum tokens per reply", (ev.LLM_MAX_TOKENS,),
-            default=1024),
+        # No fixed default: per provider (DEFAULT_MAX_TOKENS), capped at the model's own output limit.
+        Key("llm.max_tokens", _range(_parse_int, 1, 1_000_000),
+            "maximum tokens per reply (unset: 8192 local, 20000 cloud, capped at the model's limit)",
+            (ev.LLM_MAX_TOKENS,)),
         # No default: each model's own. Claude Sonnet 5.5 refuses any non-default temperature.
         Key("llm.temperature", _range(_parse_float, 0.0, 2.0), "sampling temperature (unset: the model's default)",
             (ev.LLM_TEMPERATURE,)),
@@ -138,16 +166,34 @@ KEYS: dict[str, Key] = {
         Key("temporal.tls.client_key", _parse_str, "client key path (mTLS)", (ev.TEMPORAL_TLS_CLIENT_KEY_PATH,)),
         Key("temporal.tls.server_ca", _parse_str, "server CA certificate path", (ev.TEMPORAL_TLS_SERVER_CA_CERT_PATH,)),
         Key("temporal.tls.server_name", _parse_str, "TLS server name override", (ev.TEMPORAL_TLS_SERVER_NAME,)),
-        Key("runner.task_queue", _parse_str, "Temporal task queue the runners poll", (ev.RUNNER_TASK_QUEUE,),
-            default="stigmer-agents"),
+        Key("runner.task_queue", _parse_str, "Temporal task queue the runners poll",
+            (ev.RUNNER_TASK_QUEUE, ev.UPSTREAM_TASK_QUEUE, ev.UPSTREAM_RUNNER_TASK_QUEUE), default="stigmer-agents"),
         Key("runner.workers", _range(_parse_int, 0, 64), "runner processes the daemon starts", (ev.RUNNER_WORKERS,),
             default=1),
         Key("runner.max_concurrent", _range(_parse_int, 1, 10_000), "concurrent activities per runner",
-            (ev.RUNNER_MAX_CONCURRENT,), default=50),
+            (ev.RUNNER_MAX_CONCURRENT, ev.UPSTREAM_MAX_CONCURRENCY), default=50),
         Key("server.host", _parse_str, "address the daemon's API binds (loopback only)", (ev.SERVER_HOST,),
             default="127.0.0.1"),
         Key("server.port", _range(_parse_int, 1, 65535), "port of the daemon's API", (ev.SERVER_PORT,),
             default=7780),
+        Key("limits.request_bytes", _range(_parse_int, 1024, 1 << 30), "largest API request body, in bytes (413 above)",
+            (ev.LIMIT_REQUEST_BYTES,), default=8 * 1024 * 1024),
+        Key("limits.message_chars", _range(_parse_int, 1, 10_000_000), "longest message a person may send (characters)",
+            (ev.LIMIT_MESSAGE_CHARS,), default=200_000),
+        Key("limits.write_file_bytes", _range(_parse_int, 1, 1 << 34), "largest file write_file may write, in bytes",
+            (ev.LIMIT_WRITE_FILE_BYTES,), default=10 * 1024 * 1024),
+        Key("limits.tool_output_chars", _range(_parse_int, 256, 10_000_000),
+            "longest tool output kept in the conversation, in characters (the rest is cut with a note)",
+            (ev.LIMIT_TOOL_OUTPUT_CHARS,), default=64 * 1024),
+        Key("limits.subscriber_queue", _range(_parse_int, 16, 1_000_000),
+            "events buffered per live stream reader before it is told it fell behind (it then resumes from the store)",
+            (ev.LIMIT_SUBSCRIBER_QUEUE,), default=1000),
+        Key("retention.executions", _parse_duration_text,
+            "finished executions older than this are deleted with their events (0: keep for ever)",
+            (ev.RETENTION_EXECUTIONS,), default="30d"),
+        Key("mcp.allow_env", _parse_names,
+            "runner environment variables MCP servers may reference as ${NAME} (comma-separated)",
+            (ev.MCP_ALLOW_ENV,), default=()),
         Key("home", _parse_str, "stigmer's state directory", (ev.HOME,)),
     )
 }

@@ -36,7 +36,7 @@ class LlmSettings:
     model: str | None
     base_url: str | None
     api_key: str | None
-    max_tokens: int
+    max_tokens: int | None
     temperature: float | None
     num_ctx: int
 
@@ -127,6 +127,8 @@ class Config:
         for key in KEYS:
             item = self.items[key]
             value = mask(item.value) if key in SECRET_KEYS else item.value
+            if isinstance(value, tuple):
+                value = list(value)
             out[key] = {"value": value, "source": item.source, "origin": item.origin}
         return out
 
@@ -140,7 +142,12 @@ class Config:
             value = self.items[key].value
             if value is None or not spec.env:
                 continue
-            env[spec.env[0]] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            if isinstance(value, bool):
+                env[spec.env[0]] = "true" if value else "false"
+            elif isinstance(value, tuple):
+                env[spec.env[0]] = ",".join(value)
+            else:
+                env[spec.env[0]] = str(value)
         env[ev.HOME] = str(self.home)
         for provider, var in (("anthropic", ev.ANTHROPIC_API_KEY), ("openai", ev.OPENAI_API_KEY)):
             secret = self.api_key_for(provider)

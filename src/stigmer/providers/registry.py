@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from ..config.keys import DEFAULT_MAX_TOKENS, LOCAL_MAX_TOKENS
 from ..config.resolve import plugin_providers
 from ..errors import ConfigError, UserError
 from . import _classify
@@ -153,7 +154,8 @@ def _unknown(name: str, aliases: Mapping[str, str]) -> UserError:
 def _default_params(provider: Provider, cfg: Config | None) -> dict[str, Any]:
     if cfg is None:
         return {}
-    defaults = {"max_tokens": cfg.llm.max_tokens, "temperature": cfg.llm.temperature, "num_ctx": cfg.llm.num_ctx}
+    max_tokens = cfg.llm.max_tokens or DEFAULT_MAX_TOKENS.get(provider.name, LOCAL_MAX_TOKENS)
+    defaults = {"max_tokens": max_tokens, "temperature": cfg.llm.temperature, "num_ctx": cfg.llm.num_ctx}
     return {k: v for k, v in defaults.items() if k in provider.accepts and v is not None}
 
 

@@ -61,6 +61,10 @@ class Provider:
                 raise unsupported(self.name, key, why)
         return dict(common)
 
+    def max_output_tokens(self, model: str) -> int | None:
+        """The model's own limit on reply tokens, when this provider knows it (the default budget is capped there)."""
+        return None
+
     def build(self, spec: ModelSpec, cfg: Config) -> BaseChatModel:
         """Build the LangChain chat model; the key comes from ``cfg``, never from ``spec``."""
         raise NotImplementedError

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from ..config import Config
 
 
+BUNDLED_BASE_REPLY_CAP = 1024
+
+
 class LlamaCppProvider(Provider):
     name = "llamacpp"
     default_model = DEFAULT_MODELS["llamacpp"]
@@ -39,6 +42,11 @@ class LlamaCppProvider(Provider):
         if model.lower().endswith(".gguf"):
             return str(Path(model).expanduser().resolve())
         return model
+
+    def max_output_tokens(self, model: str) -> int | None:
+        # The bundled *base* model never emits an end-of-turn by itself: without a cap a reply runs to the
+        # budget (8192 tokens, ~90 s here). 1024 keeps a babbling reply short; any other GGUF is not capped.
+        return BUNDLED_BASE_REPLY_CAP if model == BUNDLED_MODEL else None
 
     def build(self, spec: ModelSpec, cfg: Config) -> BaseChatModel:
         return build_chat_openai(spec, None, compatible_server=True)

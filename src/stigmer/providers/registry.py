@@ -151,10 +151,13 @@ def _unknown(name: str, aliases: Mapping[str, str]) -> UserError:
                           f"(providers: {', '.join(_providers)})")
 
 
-def _default_params(provider: Provider, cfg: Config | None) -> dict[str, Any]:
+def _default_params(provider: Provider, model: str, cfg: Config | None) -> dict[str, Any]:
     if cfg is None:
         return {}
     max_tokens = cfg.llm.max_tokens or DEFAULT_MAX_TOKENS.get(provider.name, LOCAL_MAX_TOKENS)
+    limit = provider.max_output_tokens(model)
+    if limit is not None:
+        max_tokens = min(max_tokens, limit)
     defaults = {"max_tokens": max_tokens, "temperature": cfg.llm.temperature, "num_ctx": cfg.llm.num_ctx}
     return {k: v for k, v in defaults.items() if k in provider.accepts and v is not None}
 
@@ -179,10 +182,11 @@ def resolve_model(cfg: Config, name: str | None = None, params: Mapping[str, Any
     else:
         provider_name, model, reason = _parse(name, cfg, None)
     provider = get_provider(provider_name)
-    common = {**_default_params(provider, cfg), **parse_common(params or {})}
+    model = provider.normalize_model(model or provider.default_model)
+    common = {**_default_params(provider, model, cfg), **parse_common(params or {})}
     native = provider.native_params(common)
-    return ModelSpec(provider=provider.name, model=provider.normalize_model(model or provider.default_model),
-                     base_url=provider.base_url(cfg), params=native, reason=reason)
+    return ModelSpec(provider=provider.name, model=model, base_url=provider.base_url(cfg), params=native,
+                     reason=reason)
 
 
 def get_chat_model(spec: ModelSpec, cfg: Config) -> BaseChatModel:

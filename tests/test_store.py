@@ -111,3 +111,58 @@ def test_deleting_an_execution_removes_its_events(store: Store) -> None:
     store.delete_execution("e1")
     assert store.get_execution("e1") is None
     assert store.events_after("e1") == []
+
+
+def test_a_store_at_schema_two_is_migrated_keeping_its_executions(tmp_path: Path) -> None:
+    from stigmer.store._schema import MIGRATIONS
+
+    path = tmp_path / "v2.db"
+    with sqlite3.connect(path) as conn:  # the schema as the release with event ids left it
+        for statement in (*MIGRATIONS[0], *MIGRATIONS[1]):
+            conn.execute(statement)
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (2)")
+        conn.execute("INSERT INTO executions (id, agent, message, model, workflow_id, status, last_seq, created_at, "
+                     "updated_at) VALUES ('e1', 'a', 'm', '{\"provider\": \"x\"}', 'w', 'running', 0, 0, 0)")
+    conn.close()
+    migrated = Store.open(path)
+    try:
+        assert migrated.schema_version() == LATEST == 3
+        execution = migrated.get_execution("e1")
+        assert execution is not None and (execution["truncated"], execution["model_source"]) == (False, None)
+    finally:
+        migrated.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+
+def test_truncated_and_model_resolved_events_update_the_record(store: Store) -> None:
+    new_execution(store)
+    spec = {"provider": "ollama", "model": "llama3.2", "base_url": None, "params": {}, "reason": "the runner's"}
+    store.append_events([{"execution_id": "e1", "type": "model_resolved",
+                          "data": {"model": spec, "source": "runner", "origin": "STIGMER_LLM_MODEL"}},
+                         {"execution_id": "e1", "type": "truncated", "data": {"step": 1, "max_tokens": 50}}])
+    execution = store.get_execution("e1")
+    assert execution is not None
+    assert (execution["model"], execution["model_source"], execution["truncated"]) == (spec, "runner", True)
+    assert [e["type"] for e in store.events_after("e1")] == ["model_resolved", "truncated"]
+    other = {"execution_id": "e1", "type": "model_resolved", "data": {"model": "not a spec", "source": "?"}}
+    store.append_events([other])  # a malformed one is kept as an event but changes nothing
+    assert store.get_execution("e1")["model"] == spec
+
+
+def test_a_repeated_idempotency_key_creates_nothing(store: Store) -> None:
+    first = store.create_execution("e1", agent="a", message="m", model={}, workspace=None, workflow_id="w1",
+                                   idempotency_key="k")
+    again = store.create_execution("e2", agent="a", message="m", model={}, workspace=None, workflow_id="w2",
+                                   idempotency_key="k")
+    assert first is not None and again is None
+    assert store.find_by_idempotency_key("k")["id"] == "e1" and store.get_execution("e2") is None
+
+
+def test_every_event_is_read_in_pages(store: Store) -> None:
+    new_execution(store)
+    store.append_events([{"execution_id": "e1", "type": "token", "data": {"n": i}} for i in range(1234)])
+    assert [e["data"]["n"] for e in store.iter_events("e1", 0, page=100)] == list(range(1234))
+    assert [e["seq"] for e in store.iter_events("e1", 1200, page=100)] == list(range(1201, 1235))

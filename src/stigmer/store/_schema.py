@@ -55,6 +55,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE events ADD COLUMN event_id TEXT",
         "CREATE UNIQUE INDEX events_event_id ON events(execution_id, event_id) WHERE event_id IS NOT NULL",
     ),
+    # 3: idempotent starts (the client's Idempotency-Key, unique when given), a reply cut at max_tokens
+    # (the ``truncated`` event), where the model came from (the ``model_resolved`` event), and an index
+    # for pruning finished executions by age.
+    (
+        "ALTER TABLE executions ADD COLUMN idempotency_key TEXT",
+        "CREATE UNIQUE INDEX executions_idempotency_key ON executions(idempotency_key) "
+        "WHERE idempotency_key IS NOT NULL",
+        "ALTER TABLE executions ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE executions ADD COLUMN model_source TEXT",
+        "CREATE INDEX executions_finished ON executions(finished_at)",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

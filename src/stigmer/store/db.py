@@ -28,7 +28,13 @@ TERMINAL_EVENTS = frozenset({"completed", "failed", "cancelled"})
 KINDS: dict[str, str] = {"Agent": "agents", "McpServer": "mcpservers"}
 
 _EXEC_COLUMNS = ("id", "agent", "message", "model", "workspace", "workflow_id", "status", "output", "error",
-                 "steps", "last_seq", "created_at", "updated_at", "finished_at")
+                 "steps", "last_seq", "created_at", "updated_at", "finished_at", "truncated", "model_source")
+# Where a ``model_resolved`` event says the model came from.
+MODEL_SOURCES = frozenset({"run", "agent", "runner"})
+# Executions a prune may delete: ended (every terminal event sets finished_at) before the cutoff ``?``.
+_ENDED_BEFORE = "status IN ('completed', 'failed', 'cancelled') AND finished_at < ?"
+# Events read per query when a whole stream is replayed (a stream may hold any number).
+PAGE = 500
 
 
 def canonical(document: Mapping[str, Any]) -> str:
@@ -156,20 +162,65 @@ class Store:
     # -- executions ---------------------------------------------------------------------------
 
     def create_execution(self, execution_id: str, *, agent: str, message: str, model: Mapping[str, Any],
-                         workspace: str | None, workflow_id: str) -> dict[str, Any]:
+                         workspace: str | None, workflow_id: str,
+                         idempotency_key: str | None = None) -> dict[str, Any] | None:
+        """A new ``pending`` execution; None when ``idempotency_key`` already names another one."""
         now = time.time()
-        with self._tx() as conn:
-            conn.execute("INSERT INTO executions (id, agent, message, model, workspace, workflow_id, status, "
-                         "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-                         (execution_id, agent, message, json.dumps(dict(model)), workspace, workflow_id, now, now))
-        created = self.get_execution(execution_id)
-        assert created is not None
-        return created
+        try:
+            with self._tx() as conn:
+                conn.execute("INSERT INTO executions (id, agent, message, model, workspace, workflow_id, status, "
+                             "created_at, updated_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                             (execution_id, agent, message, json.dumps(dict(model)), workspace, workflow_id, now, now,
+                              idempotency_key))
+        except sqlite3.IntegrityError:
+            if idempotency_key is None or self.find_by_idempotency_key(idempotency_key) is None:
+                raise
+            return None
+        return self.get_execution(execution_id)
 
-    def delete_execution(self, execution_id: str) -> None:
-        """Remove an execution that never started (its workflow could not be started)."""
+    def find_by_idempotency_key(self, key: str) -> dict[str, Any] | None:
+        """The execution a start with this ``Idempotency-Key`` created, if any."""
+        rows = self._read("SELECT * FROM executions WHERE idempotency_key = ?", (key,))
+        return _execution(rows[0]) if rows else None
+
+    def note_start_error(self, execution_id: str, error: str | None) -> None:
+        """Record (or, with None, clear) why a pending execution's start could not be confirmed."""
         with self._tx() as conn:
-            conn.execute("DELETE FROM executions WHERE id = ?", (execution_id,))
+            conn.execute("UPDATE executions SET error = ?, updated_at = ? WHERE id = ? AND status = 'pending'",
+                         (_storable(error), time.time(), execution_id))
+
+    def delete_execution(self, execution_id: str, *, finished_only: bool = False) -> bool:
+        """Delete an execution and its events; with ``finished_only``, only a completed/failed/cancelled one.
+
+        Returns False when nothing was deleted (no such execution, or it is still live).
+        """
+        clause = " AND status IN ('completed', 'failed', 'cancelled')" if finished_only else ""
+        with self._tx() as conn:
+            return conn.execute(f"DELETE FROM executions WHERE id = ?{clause}", (execution_id,)).rowcount > 0
+
+    def finished_before(self, cutoff: float, limit: int) -> list[str]:
+        """Ids of (at most ``limit``) executions that ended before ``cutoff``, oldest first."""
+        rows = self._read(f"SELECT id FROM executions WHERE {_ENDED_BEFORE} ORDER BY finished_at LIMIT ?",
+                          (cutoff, limit))
+        return [str(row["id"]) for row in rows]
+
+    def count_finished_before(self, cutoff: float) -> int:
+        """How many executions ended (completed, failed, cancelled) before ``cutoff``: what a prune would delete."""
+        return int(self._read(f"SELECT COUNT(*) AS n FROM executions WHERE {_ENDED_BEFORE}", (cutoff,))[0]["n"])
+
+    def prune(self, cutoff: float, *, batch: int = 200) -> int:
+        """Delete executions (and their events) that ended before ``cutoff``; return how many.
+
+        In batches of ``batch`` executions, one transaction each, so event writers never wait long
+        behind a large prune. Live executions are never touched.
+        """
+        deleted = 0
+        while ids := self.finished_before(cutoff, batch):
+            marks = ", ".join("?" for _ in ids)
+            with self._tx() as conn:
+                deleted += conn.execute(f"DELETE FROM executions WHERE id IN ({marks}) AND status IN "
+                                        "('completed', 'failed', 'cancelled')", ids).rowcount
+        return deleted
 
     def get_execution(self, execution_id: str) -> dict[str, Any] | None:
         rows = self._read("SELECT * FROM executions WHERE id = ?", (execution_id,))
@@ -190,9 +241,10 @@ class Store:
         return [_execution(row) for row in rows]
 
     def mark_running(self, execution_id: str) -> None:
+        """Pending -> running (Temporal runs its workflow): a note that the start was unconfirmed is obsolete."""
         with self._tx() as conn:
-            conn.execute("UPDATE executions SET status = 'running', updated_at = ? WHERE id = ? AND status = 'pending'",
-                         (time.time(), execution_id))
+            conn.execute("UPDATE executions SET status = 'running', error = NULL, updated_at = ? WHERE id = ? AND "
+                         "status = 'pending'", (time.time(), execution_id))
 
     # -- events -------------------------------------------------------------------------------
 
@@ -235,20 +287,43 @@ class Store:
         conn.execute("UPDATE executions SET last_seq = ?, updated_at = ? WHERE id = ?", (seq, now, execution_id))
         if new_status is not None:
             _finish(conn, execution_id, new_status, data, now)
-        elif row["status"] == "pending":
-            conn.execute("UPDATE executions SET status = 'running' WHERE id = ?", (execution_id,))
+        else:
+            if row["status"] == "pending":
+                conn.execute("UPDATE executions SET status = 'running', error = NULL WHERE id = ?", (execution_id,))
+            _apply_record_event(conn, execution_id, kind, data)
         return {"execution_id": execution_id, "seq": seq, "type": kind, "data": data, "ts": ts}
 
-    def events_after(self, execution_id: str, after: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
+    def events_after(self, execution_id: str, after: int = 0, limit: int = PAGE) -> list[dict[str, Any]]:
+        """At most ``limit`` events after seq ``after``, in order (one page; :meth:`iter_events` reads them all)."""
         rows = self._read("SELECT * FROM events WHERE execution_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                           (execution_id, after, limit))
         return [{"execution_id": r["execution_id"], "seq": r["seq"], "type": r["type"], "data": json.loads(r["data"]),
                  "ts": r["ts"]} for r in rows]
 
+    def iter_events(self, execution_id: str, after: int = 0, page: int = PAGE) -> Iterator[dict[str, Any]]:
+        """Every event after seq ``after``, in order, read ``page`` at a time (never all held in memory)."""
+        while True:
+            events = self.events_after(execution_id, after, page)
+            yield from events
+            if len(events) < page:
+                return
+            after = events[-1]["seq"]
+
 
 def _storable(text: str | None) -> str | None:
     """``text`` as SQLite can store it: lone surrogates (valid JSON, invalid UTF-8) become "?"."""
     return None if text is None else text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _apply_record_event(conn: sqlite3.Connection, execution_id: str, kind: str, data: Mapping[str, Any]) -> None:
+    """What a middle event changes in the execution's record: ``truncated``, the model actually used."""
+    if kind == "truncated":
+        conn.execute("UPDATE executions SET truncated = 1 WHERE id = ?", (execution_id,))
+    elif kind == "model_resolved" and isinstance(data.get("model"), Mapping):
+        source = data.get("source")
+        conn.execute("UPDATE executions SET model = ?, model_source = ? WHERE id = ?",
+                     (_storable(json.dumps(dict(data["model"]), default=str)),
+                      source if source in MODEL_SOURCES else None, execution_id))
 
 
 def _finish(conn: sqlite3.Connection, execution_id: str, status: str, data: Mapping[str, Any], now: float) -> None:
@@ -273,4 +348,5 @@ def _resource(kind: str, row: sqlite3.Row) -> dict[str, Any]:
 def _execution(row: sqlite3.Row) -> dict[str, Any]:
     record = {name: row[name] for name in _EXEC_COLUMNS}
     record["model"] = json.loads(record["model"])
+    record["truncated"] = bool(record["truncated"])
     return record

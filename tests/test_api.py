@@ -223,7 +223,7 @@ def test_cancel_signals_the_workflow_and_a_finished_one_cannot_be_cancelled(
 
 
 def test_events_for_unknown_executions_are_ignored_not_errors(http: httpx.Client) -> None:
-    assert post(http, "nope", ("token", {"text": "x"})) == {"stored": 0, "ignored": 1}
+    assert post(http, "nope", ("token", {"text": "x"})) == {"stored": 0, "verifying": 0, "ignored": 1}
 
 
 def test_cancelling_an_execution_temporal_lost_ends_it_and_its_stream(http: httpx.Client, temporal: FakeTemporal

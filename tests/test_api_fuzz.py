@@ -131,7 +131,7 @@ def test_the_spec_covers_every_route_of_the_architecture(api_schema: Any) -> Non
     assert {"/v1/health", "/v1/status", "/v1/config", "/v1/apply", "/v1/agents", "/v1/agents/{name}",
             "/v1/mcpservers", "/v1/mcpservers/{name}", "/v1/executions", "/v1/executions/{execution_id}",
             "/v1/executions/{execution_id}/cancel", "/v1/executions/{execution_id}/events",
-            "/v1/events"} <= paths
+            "/v1/executions/prune", "/v1/events"} <= paths
 
 
 def test_an_unparseable_body_gets_the_documented_error_shape(api_schema: Any) -> None:

@@ -48,7 +48,7 @@ def stack(temporal_server: TemporalServer, tmp_path_factory: pytest.TempPathFact
         cfg = scripted_config(home, temporal_server.address, STIGMER_RUNNER_TASK_QUEUE=queue)
         with serve_api(make_context(cfg, real_client(cfg))) as api:
             mp.setenv("STIGMER_SERVER_URL", api.url)
-            mp.setenv("STIGMER_SERVER_TOKEN", api.token)
+            mp.setenv("STIGMER_SERVER_TOKEN", api.runner_token)  # as the daemon gives its runners
             with WorkerThread(cfg):
                 yield Stack(home, api, tmp_path_factory.mktemp("scripts"))
 

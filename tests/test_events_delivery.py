@@ -118,8 +118,9 @@ async def test_an_event_posted_twice_is_stored_once_and_the_answer_counts_it_ign
             legacy = [{k: v for k, v in e.items() if k != "id"} for e in batch]  # an older runner: no ids
             old = (await http.post("/v1/events", json={"events": legacy})).json()
         events = stream(url, ctx.token)
-    assert (first, again, old) == ({"stored": 2, "ignored": 0}, {"stored": 1, "ignored": 2},
-                                   {"stored": 2, "ignored": 0})
+    assert (first, again, old) == ({"stored": 2, "verifying": 0, "ignored": 0},
+                                   {"stored": 1, "verifying": 0, "ignored": 2},
+                                   {"stored": 2, "verifying": 0, "ignored": 0})
     assert [e["data"]["text"] for e in events] == ["t0", "t1", "t2", "t0", "t1"]
 
 
@@ -131,7 +132,7 @@ async def test_an_event_retried_after_the_end_of_its_execution_is_ignored(ctx: D
         answers = [httpx.post(f"{url}/v1/events", json={"events": batch}, headers=headers).json()
                    for batch in ([done], late)]
         events = stream(url, ctx.token)
-    assert answers == [{"stored": 1, "ignored": 0}, {"stored": 0, "ignored": 1}]
+    assert answers == [{"stored": 1, "verifying": 0, "ignored": 0}, {"stored": 0, "verifying": 0, "ignored": 1}]
     assert [e["type"] for e in events] == ["completed"]
 
 

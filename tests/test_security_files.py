@@ -73,12 +73,27 @@ def token(stack: LocalStack) -> str:
     return (stack.home / "run" / "token").read_text().strip()
 
 
-def test_the_token_file_is_owner_only(stack: LocalStack, token: str) -> None:
-    path = stack.home / "run" / "token"
-    assert mode(path) == 0o600
-    assert path.stat().st_uid == os.getuid()
-    assert len(token) >= 32
-    assert token not in (stack.home / "run" / "state.json").read_text()
+@pytest.fixture(scope="module")
+def runner_token(stack: LocalStack) -> str:
+    return (stack.home / "run" / "runner-token").read_text().strip()
+
+
+def test_the_token_files_are_owner_only(stack: LocalStack, token: str, runner_token: str) -> None:
+    for name, value in (("token", token), ("runner-token", runner_token)):
+        path = stack.home / "run" / name
+        assert mode(path) == 0o600, name
+        assert path.stat().st_uid == os.getuid()
+        assert len(value) >= 32
+        assert value not in (stack.home / "run" / "state.json").read_text()
+    assert token != runner_token
+
+
+def test_runners_hold_the_runner_token_never_the_admin_token(stack: LocalStack, token: str,
+                                                             runner_token: str) -> None:
+    runner = psutil.Process(stack.components()["runner-1"]["pid"])
+    environ = runner.environ()
+    assert environ["STIGMER_SERVER_TOKEN"] == runner_token
+    assert token not in "\0".join(f"{k}={v}" for k, v in environ.items())
 
 
 @as_root
@@ -89,6 +104,7 @@ def test_another_user_cannot_read_the_token_but_can_read_a_public_file(stack: Lo
     try:
         assert read_as_other_user(control) == "READ 21"
         assert read_as_other_user(stack.home / "run" / "token") == "PermissionError"
+        assert read_as_other_user(stack.home / "run" / "runner-token") == "PermissionError"
     finally:
         control.unlink()
 
@@ -138,6 +154,19 @@ def test_the_api_needs_the_token_on_every_route_but_health(stack: LocalStack, to
                 assert token not in response.text and SENTINEL not in response.text
         good = client.get("/v1/status", headers={"Authorization": f"Bearer {token}"})
         assert good.status_code == 200 and SENTINEL not in good.text
+
+
+def test_the_runner_token_may_only_post_events(stack: LocalStack, runner_token: str) -> None:
+    url = f"http://127.0.0.1:{stack.api_port}"
+    routes = [("GET", "/v1/status"), ("GET", "/v1/config"), ("POST", "/v1/apply"), ("GET", "/v1/agents"),
+              ("DELETE", "/v1/agents/x"), ("POST", "/v1/executions"), ("GET", "/v1/executions"),
+              ("POST", "/v1/executions/x/cancel"), ("DELETE", "/v1/executions/x"), ("POST", "/v1/executions/prune")]
+    with httpx.Client(base_url=url, timeout=10, headers={"Authorization": f"Bearer {runner_token}"}) as client:
+        for method, path in routes:
+            response = client.request(method, path, json={})
+            assert response.status_code == 403, (method, path, response.status_code)
+            assert "runner token" in response.json()["detail"] and runner_token not in response.text
+        assert client.post("/v1/events", json={"events": []}).json() == {"stored": 0, "verifying": 0, "ignored": 0}
 
 
 def test_the_api_listens_on_loopback_only(stack: LocalStack) -> None:

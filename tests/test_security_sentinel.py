@@ -2,8 +2,10 @@
 
 The stack runs on the scripted provider, but ``ANTHROPIC_API_KEY`` and ``STIGMER_LLM_API_KEY`` hold
 sentinels, so the daemon, the runners and every CLI call carry them exactly as a real key would be
-carried. Executions with tool calls (one runs ``env`` in the shell tool, the way a curious model
-would), and a failing one, exercise events, errors and workflow histories. Then every place a key
+carried. The runners' token (role ``runner``, in their environment as ``STIGMER_SERVER_TOKEN``) is
+searched for too: it must stay in ``run/runner-token`` and the runners' environment. Executions with
+tool calls (one runs ``env`` in the shell tool, the way a curious model would), and a failing one,
+exercise events, errors and workflow histories. Then every place a key
 could leak is searched, raw and decoded: logs, the SQLite files, events, ``config show``,
 ``local status``, error messages, Temporal histories (``temporal workflow show``) and every
 process's command line while the stack runs.
@@ -28,7 +30,7 @@ from tests.support.local_daemon import LocalStack
 
 pytestmark = pytest.mark.slow
 
-CORES = (secrets.token_hex(12), secrets.token_hex(12))
+CORES = [secrets.token_hex(12), secrets.token_hex(12)]  # + the runner token, once the stack made it
 SENTINELS = {"ANTHROPIC_API_KEY": f"sk-ant-SENTINEL-{CORES[0]}", "STIGMER_LLM_API_KEY": f"sk-SENTINEL-{CORES[1]}"}
 
 TOOL_STEPS: list[dict[str, Any]] = [
@@ -121,6 +123,9 @@ def surfaces(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, lis
         found["stigmer local start output"] = [started.stdout, started.stderr]
         runner = psutil.Process(stack.components()["runner-1"]["pid"])
         assert runner.environ()["ANTHROPIC_API_KEY"] == SENTINELS["ANTHROPIC_API_KEY"]  # the key is really there
+        runner_token = (home / "run" / "runner-token").read_text().strip()
+        assert runner.environ()["STIGMER_SERVER_TOKEN"] == runner_token  # and so is the runner token
+        CORES.append(runner_token)
         for name, steps in (("tools", TOOL_STEPS), ("broken", FAILING_STEPS)):
             assert stack.run("apply", "-f", str(_agent(home, name, steps))).returncode == 0
         with CmdlineSampler() as sampler:  # every process's argv while the executions (and their tools) run

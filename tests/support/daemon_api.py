@@ -4,6 +4,7 @@
 the daemon does, so ``stigmer.cli._client`` finds it exactly as it finds a real daemon.
 ``FakeTemporal`` stands in for the Temporal client where Temporal is not the point of a test
 (it records the workflows started and signals sent; it is not a server and says so).
+The API gets two tokens, as from the daemon: the admin's (``token``) and the runners' (``runner_token``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import uvicorn
@@ -22,7 +24,7 @@ import uvicorn
 from stigmer.config import Config, resolve
 from stigmer.daemon.api import create_app
 from stigmer.daemon.context import DaemonContext
-from stigmer.daemon.files import DaemonLock, DaemonState, new_token, remove_run_files, write_state
+from stigmer.daemon.files import DaemonLock, DaemonState, new_runner_token, new_token, remove_run_files, write_state
 from tests.support.ports import free_port
 from tests.support.scripted_provider import PLUGIN
 
@@ -51,24 +53,48 @@ class FakeHandle:
         self.temporal.signals.append((self.workflow_id, name))
 
     async def describe(self) -> Any:
+        """A started workflow is running (no activity yet); any other is unknown, like Temporal says."""
+        from temporalio.client import WorkflowExecutionStatus
         from temporalio.service import RPCError, RPCStatusCode
 
-        raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
+        if self.temporal.unreachable is not None:
+            raise self.temporal.unreachable
+        if self.temporal.lost or self.workflow_id not in {s["id"] for s in self.temporal.started}:
+            raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
+        return SimpleNamespace(status=WorkflowExecutionStatus.RUNNING, close_time=None,
+                               raw_description=SimpleNamespace(pending_activities=[]))
 
 
 @dataclass
 class FakeTemporal:
-    """A stand-in Temporal client: records ``start_workflow`` calls; ``fail`` makes them raise."""
+    """A stand-in Temporal client: records ``start_workflow`` calls; ``fail`` makes them raise.
+
+    ``fail_after_start`` makes a start raise *after* the workflow was started (a start whose answer was
+    lost: a timeout), and ``unreachable`` makes ``describe`` raise (Temporal cannot be asked). A second
+    start of a workflow id raises ``WorkflowAlreadyStartedError``, as Temporal does.
+    """
 
     started: list[dict[str, Any]] = field(default_factory=list)
     signals: list[tuple[str, str]] = field(default_factory=list)
     fail: Exception | None = None
+    fail_after_start: Exception | None = None
+    unreachable: Exception | None = None
     lost: bool = False  # the workflows are unknown to it (history lost, never started)
+    start_delay: float = 0.0  # seconds each start takes (a busy Temporal)
 
-    async def start_workflow(self, workflow: Any, arg: Any, *, id: str, task_queue: str) -> FakeHandle:
+    async def start_workflow(self, workflow: Any, arg: Any, *, id: str, task_queue: str,
+                             rpc_timeout: Any = None) -> FakeHandle:
+        from temporalio.exceptions import WorkflowAlreadyStartedError
+
+        if self.start_delay:
+            await asyncio.sleep(self.start_delay)
         if self.fail is not None:
             raise self.fail
+        if id in {s["id"] for s in self.started}:
+            raise WorkflowAlreadyStartedError(id, str(workflow))
         self.started.append({"workflow": workflow, "input": arg, "id": id, "task_queue": task_queue})
+        if self.fail_after_start is not None:
+            raise self.fail_after_start
         return FakeHandle(self, id)
 
     def get_workflow_handle(self, workflow_id: str) -> FakeHandle:
@@ -97,8 +123,8 @@ def real_client(cfg: Config) -> Callable[[], Awaitable[Any]]:
 
 
 def make_context(cfg: Config, temporal_client: Callable[[], Awaitable[Any]], token: str = "test-token",
-                 **extra: Any) -> DaemonContext:
-    return DaemonContext(config=cfg, token=token, store_path=cfg.path("data") / "stigmer.db",
+                 runner_token: str = "test-runner-token", **extra: Any) -> DaemonContext:
+    return DaemonContext(config=cfg, token=token, runner_token=runner_token, store_path=cfg.path("data") / "stigmer.db",
                          temporal_client=temporal_client, **extra)
 
 
@@ -109,8 +135,21 @@ class ApiServer:
     ctx: DaemonContext
     server: uvicorn.Server
 
+    @property
+    def runner_token(self) -> str:
+        assert self.ctx.runner_token is not None
+        return self.ctx.runner_token
+
+    @property
+    def state(self) -> Any:
+        """The API's live state (store, event hub), for tests that look inside."""
+        return self.server.config.app.state.api
+
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+    def runner_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.runner_token}"}
 
 
 @contextlib.contextmanager
@@ -129,8 +168,7 @@ def serve_api(ctx: DaemonContext, *, publish: bool = True) -> Iterator[ApiServer
     run_dir = ctx.config.path("run")
     lock = DaemonLock(run_dir)
     if publish:
-        token = new_token(run_dir)
-        ctx.token = token
+        ctx.token, ctx.runner_token = new_token(run_dir), new_runner_token(run_dir)
         assert lock.acquire()
         write_state(run_dir, DaemonState(0, "127.0.0.1", port, time.time(), "test"))
     try:

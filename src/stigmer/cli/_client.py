@@ -23,6 +23,10 @@ DEFAULT_TIMEOUT_S = 30.0
 STREAM_READ_TIMEOUT_S = 60.0
 
 
+class NoAnswer(RuntimeFailure):
+    """A request was sent but no answer came back (timeout, connection dropped): it may or may not have happened."""
+
+
 def home_dir() -> Path:
     """``$STIGMER_HOME`` (or ``~/.stigmer``), without resolving the whole configuration."""
     from ..config.resolve import default_home
@@ -33,11 +37,11 @@ def home_dir() -> Path:
 class Client:
     """A connection to the running daemon. Use :meth:`connect`; close with :meth:`close` (or ``with``)."""
 
-    def __init__(self, base_url: str, token: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, base_url: str, token: str, timeout: float | None = None) -> None:
         import httpx
 
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout,
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout or DEFAULT_TIMEOUT_S,
                                   headers={"Authorization": f"Bearer {token}"})
 
     @classmethod
@@ -61,26 +65,27 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def request(self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None) -> Any:
+    def request(self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None,
+                headers: dict[str, str] | None = None) -> Any:
         """Call the API; return the decoded JSON, or raise a stigmer error carrying the daemon's message."""
         import httpx
 
         try:
-            response = self._http.request(method, path, json=json_body, params=params)
+            response = self._http.request(method, path, json=json_body, params=params, headers=headers)
         except httpx.ConnectError:
             raise DaemonNotRunning(f"the stigmer daemon is not answering at {self.base_url}") from None
-        except httpx.TimeoutException:
-            raise RuntimeFailure(f"the stigmer daemon at {self.base_url} did not answer in time",
-                                 hint="check it with `stigmer local status` and its log with `stigmer local logs`"
-                                 ) from None
+        except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            what = "did not answer in time" if isinstance(exc, httpx.TimeoutException) else "dropped the connection"
+            raise NoAnswer(f"the stigmer daemon at {self.base_url} {what}",
+                           hint="check it with `stigmer local status` and its log with `stigmer local logs`") from None
         _raise_for(response)
         return response.json()
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
 
-    def post(self, path: str, body: Any = None) -> Any:
-        return self.request("POST", path, json_body=body if body is not None else {})
+    def post(self, path: str, body: Any = None, *, headers: dict[str, str] | None = None) -> Any:
+        return self.request("POST", path, json_body=body if body is not None else {}, headers=headers)
 
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)

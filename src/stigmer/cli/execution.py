@@ -1,9 +1,10 @@
-"""``stigmer execution list|get|cancel|logs``: executions, through the daemon."""
+"""``stigmer execution list|get|cancel|logs|delete|prune``: executions, through the daemon."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 import click
@@ -19,7 +20,7 @@ def _client() -> Any:
 
 @click.group()
 def execution() -> None:
-    """List, inspect, cancel and read the log of executions.
+    """List, inspect, cancel, read the log of and delete executions.
 
     \b
     Examples:
@@ -27,6 +28,8 @@ def execution() -> None:
       stigmer execution get ID
       stigmer execution logs -f ID
       stigmer execution cancel ID
+      stigmer execution delete ID
+      stigmer execution prune --older-than 7d --dry-run
     """
 
 
@@ -94,7 +97,59 @@ def logs(execution_id: str, follow: bool, after: int, as_json: bool) -> None:
             if as_json:
                 click.echo(json.dumps(event, ensure_ascii=False, default=str))
             else:
-                renderer.show(event, event.get("ts", 0.0))
+                renderer.show(event, _summary_start(client, execution_id, event))
             code = outcome(event)
     if follow and code:
         sys.exit(code)
+
+
+def _summary_start(client: Any, execution_id: str, event: dict[str, Any]) -> float:
+    """The ``time.monotonic()`` reading the summary line counts from, so that it shows the execution's duration.
+
+    ``stigmer run`` times a run it watched from the start; ``logs`` may replay one that ended long ago,
+    so the duration is the daemon's record of it: from its start (``created_at``) to its end (``finished_at``).
+    """
+    if event["type"] != "completed":  # the only line that shows a time
+        return time.monotonic()
+    record = client.get(f"/v1/executions/{execution_id}")
+    end = record.get("finished_at") or event.get("ts") or record["created_at"]
+    return time.monotonic() - max(0.0, float(end) - float(record["created_at"]))
+
+
+def _older_than(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from ..config.durations import parse_duration
+
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+@execution.command("delete")
+@click.argument("execution_id")
+def delete_execution(execution_id: str) -> None:
+    """Delete a finished execution and its events (cancel a live one first)."""
+    with _client() as client:
+        deleted = client.delete(f"/v1/executions/{execution_id}")["deleted"]
+    click.echo(f"deleted execution {execution_id} ({deleted['status']}) and its events")
+
+
+@execution.command("prune")
+@click.option("--older-than", required=True, callback=_older_than, metavar="DURATION",
+              help="Delete executions that ended more than this long ago: 90s, 15m, 12h, 30d, 2w.")
+@click.option("--dry-run", is_flag=True, help="Only say how many would be deleted.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def prune(older_than: str, dry_run: bool, as_json: bool) -> None:
+    """Delete the executions (and their events) that ended more than DURATION ago; live ones are kept.
+
+    The daemon also does this by itself for `retention.executions` (default 30d; 0 keeps everything).
+    """
+    with _client() as client:
+        result = client.post("/v1/executions/prune", {"older_than": older_than, "dry_run": dry_run})
+    if as_json:
+        click.echo(json.dumps(result))
+    elif dry_run:
+        click.echo(f"would delete {result['matched']} execution(s) that ended more than {older_than} ago (dry run)")
+    else:
+        click.echo(f"deleted {result['deleted']} execution(s) that ended more than {older_than} ago, with their events")

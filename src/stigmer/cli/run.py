@@ -141,6 +141,24 @@ def _ask_cancel_or_detach(client: Client, execution_id: str) -> int:
     return 130
 
 
+def start_execution(client: Client, body: dict[str, Any]) -> dict[str, Any]:
+    """POST the execution with an ``Idempotency-Key``; when no answer came, once more with the same key.
+
+    A start whose answer was lost (a timeout, a dropped connection) may have happened: the retry
+    gets that same execution back instead of starting a second one.
+    """
+    import uuid
+
+    from ._client import NoAnswer
+
+    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    try:
+        started: dict[str, Any] = client.post("/v1/executions", body, headers=headers)
+    except (NoAnswer, DaemonNotRunning):
+        started = client.post("/v1/executions", body, headers=headers)
+    return started
+
+
 def _start_daemon() -> None:
     """The daemon is down: start it with ``stigmer local start`` (and say so)."""
     click.echo("the stigmer daemon is not running: starting it with `stigmer local start`…", err=True)
@@ -187,7 +205,7 @@ def run(agent: str, message: str, model: str | None, workspace: Path | None, det
         workspace.mkdir(parents=True, exist_ok=True)
         body["workspace"] = str(workspace.resolve())
     with _connect(not no_start) as client:
-        execution = client.post("/v1/executions", body)
+        execution = start_execution(client, body)
         execution_id = execution["id"]
         if detach:
             click.echo(json.dumps(execution, default=str) if as_json else execution_id)

@@ -50,7 +50,7 @@ async def reconcile(state: ApiState, execution: dict[str, Any]) -> None:
 
 
 async def _missing_terminal_event(state: ApiState, execution: dict[str, Any]) -> dict[str, Any] | None:
-    from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+    from temporalio.client import WorkflowExecutionStatus
     from temporalio.service import RPCError, RPCStatusCode
 
     client = await state.ctx.temporal_client()
@@ -70,33 +70,32 @@ async def _missing_terminal_event(state: ApiState, execution: dict[str, Any]) ->
     closed = description.close_time.timestamp() if description.close_time else time.time()
     if time.time() - closed < GRACE_S:
         return None
-    if status == WorkflowExecutionStatus.COMPLETED:
-        try:
-            result = await handle.result()
-        except WorkflowFailureError as exc:  # completed as seen by describe, yet no result: report it
-            return _event(execution, "failed", {"error": str(exc.cause or exc)})
-        data = _result_data(result)
-        if data.get("status") == "cancelled":
-            return _event(execution, "failed", {"error": "cancelled", "cancelled": True, "steps": data.get("steps")})
-        return _event(execution, "completed", data)
-    if status == WorkflowExecutionStatus.CANCELED:
-        return _event(execution, "failed", {"error": "cancelled", "cancelled": True})
-    return _event(execution, "failed", {"error": await _failure(handle, status.name.lower())})
+    return await outcome_event(execution, handle)
 
 
-async def _failure(handle: Any, status: str) -> str:
+async def outcome_event(execution: dict[str, Any], handle: Any) -> dict[str, Any]:
+    """The terminal event Temporal's record implies, marked ``reconciled``.
+
+    Waits for the workflow to close if it has not (``handle.result()`` long-polls the close event, so
+    it answers within milliseconds of the close). ``completed`` with the workflow's output and steps;
+    ``failed`` with the error the workflow raised; ``failed`` + ``cancelled`` for a workflow that was cancelled
+    or completed with status ``cancelled``.
+    """
     from temporalio.client import WorkflowFailureError
+    from temporalio.exceptions import CancelledError
 
     try:
-        await handle.result()
+        result = await handle.result()
     except WorkflowFailureError as exc:
-        cause: BaseException | None = exc.cause
-        while (inner := getattr(cause, "cause", None)) is not None:
-            cause = inner
-        return str(cause or exc)
-    except Exception as exc:
-        return f"the workflow ended {status}: {exc}"
-    return f"the workflow ended {status}"
+        if isinstance(exc.cause, CancelledError):
+            return _event(execution, "failed", {"error": "cancelled", "cancelled": True})
+        failure: BaseException = exc.cause or exc  # what the workflow raised: its message is the runner's error
+        return _event(execution, "failed", {"error": getattr(failure, "message", None) or str(failure)
+                                            or type(failure).__name__})
+    data = _result_data(result)
+    if data.get("status") == "cancelled":
+        return _event(execution, "failed", {"error": "cancelled", "cancelled": True, "steps": data.get("steps")})
+    return _event(execution, "completed", data)
 
 
 def _result_data(result: Any) -> dict[str, Any]:

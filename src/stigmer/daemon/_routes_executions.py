@@ -1,24 +1,32 @@
-"""Routes for executions: start, list, get, cancel, their event stream, and the runners' event intake."""
+"""Routes for executions: start, list, get, cancel, delete, prune, their event stream, and the runners' event intake.
+
+``router`` admits the admin token only; ``events_router`` (``POST /v1/events``) admits runners too.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from ..config.durations import parse_duration
 from ..errors import UserError
 from ..store import STATUSES
+from . import _retention, _verify
+from ._auth import ADMIN, RUNNER, Principal, require
 from ._reconcile import reconcile, reconcile_many
 from ._sse import event_stream
-from ._start import prepare_input, start_workflow
-from ._state import ApiError, ApiState, StateDep
+from ._start import StartUnconfirmed, prepare_input, start_workflow
+from ._state import ApiError, ApiState, KeyLock, StateDep
 
 router = APIRouter()
+events_router = APIRouter()
 
 Status = Literal["pending", "running", "completed", "failed", "cancelled"]
 assert set(get_args(Status)) == set(STATUSES)  # one list of statuses: the store's
@@ -47,25 +55,94 @@ class EventBatch(BaseModel):
     events: list[EventIn]
 
 
+class PruneRequest(BaseModel):
+    """``POST /v1/executions/prune``: delete the executions that ended more than ``older_than`` ago."""
+
+    older_than: str = Field(min_length=1, max_length=40, examples=["7d"])
+    dry_run: bool = False
+
+    @field_validator("older_than")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)  # ValueError -> 422 naming body.older_than
+        return value
+
+
 @router.post("/executions", status_code=201)
-async def start_execution(request: StartRequest, state: StateDep) -> dict[str, Any]:
+async def start_execution(request: StartRequest, state: StateDep, response: Response,
+                          idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None
+                          ) -> dict[str, Any]:
+    """Start an execution (201). With ``Idempotency-Key``, a repeat of the same start answers 200 with the same one."""
+    if idempotency_key is None:
+        return await _start_new(state, request, None)
+    async with _one_start_per_key(state, idempotency_key):
+        existing = state.store.find_by_idempotency_key(idempotency_key)
+        if existing is None:
+            return await _start_new(state, request, idempotency_key)
+        response.status_code = 200
+        return await _start_again(state, request, existing)
+
+
+async def _start_new(state: ApiState, request: StartRequest, key: str | None) -> dict[str, Any]:
     execution_id = secrets.token_hex(6)
-    try:
-        params = await prepare_input(state, execution_id, request.agent, request.message, request.model,
-                                     request.workspace)
-    except UserError as exc:
-        raise ApiError(getattr(exc, "status", 400), exc.message, exc.hint) from None
+    params = await _prepared(state, execution_id, request)
     workflow_id = f"stigmer-exec-{execution_id}"
-    state.store.create_execution(execution_id, agent=request.agent, message=request.message,
-                                 model=params.model.to_dict(), workspace=params.workspace, workflow_id=workflow_id)
-    try:
-        await start_workflow(state, params, workflow_id)
-    except ApiError:
-        state.store.delete_execution(execution_id)  # nothing half-written: no execution that never ran
-        raise
+    created = state.store.create_execution(execution_id, agent=request.agent, message=request.message,
+                                           model=params.model.to_dict(), workspace=params.workspace,
+                                           workflow_id=workflow_id, idempotency_key=key)
+    assert created is not None  # a key is only used under its lock, after checking it is new
+    await _start(state, params, created)
     execution = state.store.get_execution(execution_id)
     assert execution is not None
     return execution
+
+
+async def _start_again(state: ApiState, request: StartRequest, existing: dict[str, Any]) -> dict[str, Any]:
+    """A retried start: the same execution; its workflow is started again only if that was left unconfirmed."""
+    if (existing["agent"], existing["message"]) != (request.agent, request.message):
+        raise ApiError(409, f"this Idempotency-Key already started execution {existing['id']} with another agent "
+                            "or message", "send a new Idempotency-Key for each new run")
+    if existing["status"] == "pending" and existing["error"]:
+        params = await _prepared(state, existing["id"], request)
+        await _start(state, params, existing)
+    execution = state.store.get_execution(existing["id"])
+    assert execution is not None
+    return execution
+
+
+async def _prepared(state: ApiState, execution_id: str, request: StartRequest) -> Any:
+    try:
+        return await prepare_input(state, execution_id, request.agent, request.message, request.model,
+                                   request.workspace)
+    except UserError as exc:
+        raise ApiError(getattr(exc, "status", 400), exc.message, exc.hint) from None
+
+
+async def _start(state: ApiState, params: Any, execution: dict[str, Any]) -> None:
+    """Start the workflow. A row is deleted only when Temporal surely has no workflow for it."""
+    try:
+        await start_workflow(state, params, execution["workflow_id"])
+    except StartUnconfirmed as exc:
+        state.store.note_start_error(execution["id"], exc.message)  # reconciliation decides (LOST_AFTER_S)
+        raise ApiError(exc.status, exc.message, exc.hint, execution_id=execution["id"]) from None
+    except ApiError:
+        state.store.delete_execution(execution["id"])  # nothing half-written: no execution that never ran
+        raise
+    state.store.note_start_error(execution["id"], None)
+
+
+@contextlib.asynccontextmanager
+async def _one_start_per_key(state: ApiState, key: str) -> AsyncIterator[None]:
+    """Starts sharing an Idempotency-Key run one at a time (a retry waits for the first attempt to settle)."""
+    entry = state.starting.setdefault(key, KeyLock())
+    entry.users += 1
+    try:
+        async with entry.lock:
+            yield
+    finally:
+        entry.users -= 1
+        if entry.users == 0:
+            state.starting.pop(key, None)
 
 
 @router.get("/executions")
@@ -127,10 +204,32 @@ async def _cancel_closed_or_lost(state: ApiState, handle: Any, execution_id: str
                    f"see how it ended with `stigmer execution get {execution_id}`")
 
 
+@router.delete("/executions/{execution_id}")
+async def delete_execution(execution_id: str, state: StateDep) -> dict[str, Any]:
+    """Delete a finished execution and its events (409 while it is pending or running)."""
+    execution = (await reconcile_many(state, [_execution(state, execution_id)]))[0]
+    if not state.store.delete_execution(execution_id, finished_only=True):
+        raise ApiError(409, f"execution {execution_id} is {execution['status']}: cancel it first",
+                       f"`stigmer execution cancel {execution_id}`, then delete it once it has ended")
+    return {"deleted": {"id": execution_id, "status": execution["status"]}}
+
+
+@router.post("/executions/prune")
+async def prune_executions(request: PruneRequest, state: StateDep) -> dict[str, Any]:
+    """Delete (or with ``dry_run`` count) the executions that ended more than ``older_than`` ago."""
+    count = await _retention.prune(state, parse_duration(request.older_than), dry_run=request.dry_run)
+    return {"deleted": 0 if request.dry_run else count, "matched": count, "older_than": request.older_than,
+            "dry_run": request.dry_run}
+
+
 @router.get("/executions/{execution_id}/events")
-async def execution_events(execution_id: str, state: StateDep,
-                           after: int = Query(default=0, ge=0), follow: bool = True) -> StreamingResponse:
+async def execution_events(execution_id: str, state: StateDep, after: int = Query(default=0, ge=0),
+                           follow: bool = True,
+                           last_event_id: Annotated[int | None, Header(ge=0)] = None) -> StreamingResponse:
+    """Server-sent events after ``seq`` N: ``Last-Event-ID`` (a reconnecting client's) wins over ``?after=``."""
     execution = _execution(state, execution_id)
+    if last_event_id is not None:
+        after = last_event_id
 
     async def on_idle() -> None:
         current = state.store.get_execution(execution_id)
@@ -142,9 +241,16 @@ async def execution_events(execution_id: str, state: StateDep,
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.post("/events")
-async def post_events(batch: EventBatch, state: StateDep) -> dict[str, int]:
-    stored = state.store.append_events([event.model_dump() for event in batch.events])
+@events_router.post("/events")
+async def post_events(batch: EventBatch, state: StateDep,
+                      principal: Annotated[Principal, require(ADMIN, RUNNER)]) -> dict[str, int]:
+    """Store a runner's events. A runner's terminal events wait for Temporal's confirmation (``verifying``)."""
+    events = [event.model_dump() for event in batch.events]
+    now: list[dict[str, Any]] = []
+    held: list[dict[str, Any]] = []
+    for event in events:
+        (held if not principal.trusted and _verify.is_terminal(event) else now).append(event)
+    stored = state.store.append_events(now)
     state.hub.publish(stored)
-    return {"stored": len(stored), "ignored": len(batch.events) - len(stored)}
-
+    verifying = sum(_verify.submit(state, e) for e in held)
+    return {"stored": len(stored), "verifying": verifying, "ignored": len(events) - len(stored) - verifying}

@@ -9,8 +9,10 @@ minutes later inside a worker.
 from __future__ import annotations
 
 import asyncio
+import logging
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
 from ._state import ApiError, ApiState, not_found
@@ -20,8 +22,12 @@ if TYPE_CHECKING:
     from ..providers.spec import ModelSpec
     from ..worker.params import ExecutionInput
 
+log = logging.getLogger("stigmer.daemon.start")
+
 # Seconds to connect to Temporal and start the workflow before answering 503.
 START_TIMEOUT_S = 10.0
+# Seconds to ask Temporal whether a workflow whose start failed exists after all.
+CONFIRM_TIMEOUT_S = 5.0
 
 
 def _check_model(cfg: Config, name: str | None, needs_tools: bool) -> ModelSpec:
@@ -77,16 +83,66 @@ async def prepare_input(state: ApiState, execution_id: str, agent_name: str, mes
                           message=message, workspace=path, max_steps=agent.spec.max_steps)
 
 
+class StartUnconfirmed(ApiError):
+    """The start failed in a way that leaves open whether the workflow exists (Temporal did not answer)."""
+
+
 async def start_workflow(state: ApiState, params: ExecutionInput, workflow_id: str) -> None:
-    """Start ``AgentWorkflow`` on the runners' task queue; 503 (with what to check) when Temporal fails."""
+    """Start ``AgentWorkflow`` on the runners' task queue; returns once Temporal has the workflow.
+
+    Idempotent by workflow id: ``WorkflowAlreadyStartedError`` (a retried start) counts as started.
+    Raises ApiError(503) when the workflow surely does not exist (Temporal unreachable before the
+    request left, refused it, or has no such workflow after a failed start), and StartUnconfirmed
+    (503 too) when that cannot be told: the caller then keeps the execution for reconciliation.
+    """
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
     from ..worker.params import WORKFLOW_NAME
 
     cfg = state.ctx.config
     try:
         client = await asyncio.wait_for(state.ctx.temporal_client(), START_TIMEOUT_S)
+    except Exception as exc:  # nothing was sent: nothing was started
+        raise _unavailable(cfg, exc) from None
+    try:
         await asyncio.wait_for(client.start_workflow(WORKFLOW_NAME, params, id=workflow_id,
-                                                     task_queue=cfg.value("runner.task_queue")), START_TIMEOUT_S)
+                                                     task_queue=cfg.value("runner.task_queue"),
+                                                     rpc_timeout=timedelta(seconds=START_TIMEOUT_S)),
+                               START_TIMEOUT_S + 1)
+        return
+    except WorkflowAlreadyStartedError:
+        return  # this very start, retried: it runs
     except Exception as exc:
-        reason = str(exc) or type(exc).__name__
-        raise ApiError(503, f"could not start the execution on Temporal at {cfg.temporal.address}: {reason}",
-                       "check the stack with `stigmer local status` (or `stigmer doctor`)") from None
+        failure = exc
+    exists = await _workflow_exists(client, workflow_id)
+    if exists:
+        log.warning("the start of %s failed (%s) yet the workflow exists: it runs", workflow_id, _reason(failure))
+        return
+    if exists is None:
+        raise StartUnconfirmed(503, f"could not confirm the start of the execution on Temporal at "
+                                    f"{cfg.temporal.address}: {_reason(failure)}",
+                               "it stays pending: it runs if Temporal got it, else it is marked failed within a "
+                               "minute; see `stigmer execution get ID`, check `stigmer local status`")
+    raise _unavailable(cfg, failure)
+
+
+async def _workflow_exists(client: Any, workflow_id: str) -> bool | None:
+    """Does Temporal have the workflow? None when it cannot tell (unreachable, too slow)."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    try:
+        await asyncio.wait_for(client.get_workflow_handle(workflow_id).describe(), CONFIRM_TIMEOUT_S)
+    except RPCError as exc:
+        return False if exc.status == RPCStatusCode.NOT_FOUND else None
+    except Exception:
+        return None
+    return True
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _unavailable(cfg: Config, exc: BaseException) -> ApiError:
+    return ApiError(503, f"could not start the execution on Temporal at {cfg.temporal.address}: {_reason(exc)}",
+                    "check the stack with `stigmer local status` (or `stigmer doctor`)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -28,12 +29,26 @@ class ApiError(Exception):
 
 
 @dataclass
+class KeyLock:
+    """One lock per Idempotency-Key in use, dropped when its last user leaves."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+@dataclass
 class ApiState:
-    """Everything a route needs: the daemon context, the open store, the live event hub."""
+    """Everything a route needs: the daemon context, the open store, the live event hub.
+
+    ``verifying`` holds the runners' terminal events waiting for Temporal's confirmation (event id ->
+    execution id, task); ``starting`` serialises starts that share an ``Idempotency-Key``.
+    """
 
     ctx: DaemonContext
     store: Store
-    hub: EventHub = field(default_factory=EventHub)
+    hub: EventHub
+    verifying: dict[str, tuple[str, asyncio.Task[None]]] = field(default_factory=dict)
+    starting: dict[str, KeyLock] = field(default_factory=dict)
 
 
 def api_state(request: Request) -> ApiState:

@@ -1,6 +1,7 @@
 """The daemon's HTTP API: the CLI's only way in (route table in docs/ARCHITECTURE.md).
 
-Loopback only, every route but ``/v1/health`` behind the bearer token in ``run/token``.
+Loopback only, every route but ``/v1/health`` behind a bearer token: the admin token in
+``run/token`` opens every route, the runners' token only ``POST /v1/events`` (see ``_auth``).
 Errors answer ``{"detail": message, "hint": what to do}``; a bad payload answers 422 with
 the path of each bad field (``body.agent: Field required``).
 """
@@ -9,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,13 +24,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .._aio import cancel_and_wait
 from ..store import Store
 from ..worker.events import SPOOL_DIR
+from . import _verify
+from ._auth import ADMIN, require
 from ._reconcile import reconcile_loop
+from ._retention import retention_loop
+from ._routes_executions import events_router
 from ._routes_executions import router as executions_router
 from ._routes_resources import router as resources_router
-from ._state import ApiError, ApiState, StateDep, api_state
+from ._state import ApiError, ApiState, StateDep
 from ._storage_errors import storage_error
 from .context import DaemonContext
-from .events import ingest_spool
+from .events import EventHub, ingest_spool
 
 log = logging.getLogger("stigmer.daemon.api")
 
@@ -40,15 +44,6 @@ def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     for part in loc:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     return path
-
-
-async def _require_token(request: Request) -> None:
-    """401 unless the request carries ``Authorization: Bearer <token>`` (compared in constant time)."""
-    expected = api_state(request).ctx.token
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
-        raise ApiError(401, "missing or wrong bearer token",
-                       "send the token from $STIGMER_HOME/run/token as 'Authorization: Bearer <token>'")
 
 
 class _Json(JSONResponse):
@@ -109,26 +104,31 @@ def _info_routes(app: FastAPI, deps: list[Any]) -> None:
 
 
 def create_app(ctx: DaemonContext) -> FastAPI:
-    """Build the API over ``ctx``: opens the store now, reconciles executions while served."""
+    """Build the API over ``ctx``: opens the store now; while served, reconciles executions and applies retention."""
     store = Store.open(ctx.store_path)
-    ingest_spool(store, ctx.config.path("data") / SPOOL_DIR)  # a dead daemon's runners' last events
-    state = ApiState(ctx=ctx, store=store)
+    held = ingest_spool(store, ctx.config.path("data") / SPOOL_DIR)  # a dead daemon's runners' last events
+    state = ApiState(ctx=ctx, store=store, hub=EventHub(int(ctx.config.value("limits.subscriber_queue"))))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(reconcile_loop(state))
+        for event in held:  # spooled terminal events come from runners too: Temporal confirms them first
+            _verify.submit(state, event)
+        tasks = [asyncio.create_task(reconcile_loop(state)), asyncio.create_task(retention_loop(state))]
         try:
             yield
         finally:
-            await cancel_and_wait(task)
+            for task in tasks:
+                await cancel_and_wait(task)
+            await _verify.stop_all(state)
             store.close()
 
     app = FastAPI(title="stigmer", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.api = state
-    deps = [Depends(_require_token)]
+    admin = [require(ADMIN)]
     _install_handlers(app)
     _public_routes(app)
-    _info_routes(app, deps)
-    app.include_router(resources_router, prefix="/v1", dependencies=deps)
-    app.include_router(executions_router, prefix="/v1", dependencies=deps)
+    _info_routes(app, admin)
+    app.include_router(resources_router, prefix="/v1", dependencies=admin)
+    app.include_router(executions_router, prefix="/v1", dependencies=admin)
+    app.include_router(events_router, prefix="/v1")  # its route admits the admin and runner tokens
     return app

@@ -27,7 +27,8 @@ class DaemonContext:
 
     Attributes:
         config: the configuration resolved once by the daemon.
-        token: the bearer token every request but ``/v1/health`` must carry.
+        token: the admin bearer token (``run/token``): every route but ``/v1/health`` admits it.
+        runner_token: the runners' bearer token (``run/runner-token``): admitted by ``POST /v1/events`` only.
         store_path: the SQLite file (``$STIGMER_HOME/data/stigmer.db``).
         components: a snapshot of the supervised services, one dict each with ``name, state, pid,
             address, uptime_s, restarts, last_error``.
@@ -35,6 +36,9 @@ class DaemonContext:
             API answers even while Temporal is still starting.
         reconcile_interval_s: how often executions without a terminal event are checked against
             Temporal (a runner killed before it could post ``completed`` still ends right).
+        retention_interval_s: how often ``retention.executions`` is applied (also once at start).
+        verify_timeout_s: how long a runner's terminal event waits for its workflow to close before it is
+            dropped unverified (reconciliation then records what Temporal says).
     """
 
     config: Config
@@ -42,4 +46,7 @@ class DaemonContext:
     store_path: Path
     temporal_client: Callable[[], Awaitable[temporalio.client.Client]]
     components: Callable[[], list[dict[str, Any]]] = field(default=_no_components)
+    runner_token: str | None = None
     reconcile_interval_s: float = 5.0
+    retention_interval_s: float = 3600.0
+    verify_timeout_s: float = 30.0

@@ -1,4 +1,4 @@
-"""The daemon's files under ``$STIGMER_HOME/run/``: lock, PID, token, state and the children ledger.
+"""The daemon's files under ``$STIGMER_HOME/run/``: lock, PID, tokens, state and the children ledger.
 
 The lock (``daemon.lock``, an ``flock`` held for the daemon's whole life) is the truth about
 whether a daemon runs: the kernel drops it when the process dies, even on ``kill -9``, so a
@@ -26,6 +26,7 @@ from .._fs import write_atomic
 PID_FILE = "daemon.pid"
 LOCK_FILE = "daemon.lock"
 TOKEN_FILE = "token"
+RUNNER_TOKEN_FILE = "runner-token"
 STATE_FILE = "state.json"
 CHILDREN_FILE = "children.json"
 
@@ -92,11 +93,21 @@ def write_pid(run_dir: Path) -> None:
     write_atomic(run_dir / PID_FILE, f"{os.getpid()}\n")
 
 
-def new_token(run_dir: Path) -> str:
-    """Create a fresh API token in ``run/token``, readable by its owner only (0600)."""
+def new_token(run_dir: Path, name: str = TOKEN_FILE) -> str:
+    """Create a fresh API token in ``run/<name>`` (the admin's ``token`` by default), owner-only (0600)."""
     token = secrets.token_urlsafe(32)
-    write_atomic(run_dir / TOKEN_FILE, token + "\n", mode=0o600)
+    write_atomic(run_dir / name, token + "\n", mode=0o600)
     return token
+
+
+def new_runner_token(run_dir: Path) -> str:
+    """The runners' token (role ``runner``: post events, nothing else), in ``run/runner-token`` (0600).
+
+    The daemon hands it to its runner children; the file lets a runner started by hand next to the
+    daemon (``STIGMER_SERVER_TOKEN=$(cat run/runner-token) stigmer runner``) post events without the
+    admin token.
+    """
+    return new_token(run_dir, RUNNER_TOKEN_FILE)
 
 
 def read_token(run_dir: Path) -> str | None:
@@ -125,7 +136,7 @@ def read_state(run_dir: Path) -> DaemonState | None:
 
 def remove_run_files(run_dir: Path, *, token: bool = True) -> None:
     """Remove the files a daemon writes (never the lock file itself: another start may hold it)."""
-    names = [PID_FILE, STATE_FILE, CHILDREN_FILE] + ([TOKEN_FILE] if token else [])
+    names = [PID_FILE, STATE_FILE, CHILDREN_FILE] + ([TOKEN_FILE, RUNNER_TOKEN_FILE] if token else [])
     for name in names:
         with contextlib.suppress(FileNotFoundError):
             (run_dir / name).unlink()

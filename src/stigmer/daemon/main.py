@@ -1,8 +1,9 @@
 """The daemon process: API + supervisor in one event loop (``python -m stigmer.daemon.main``).
 
 It resolves the configuration once, from the environment ``stigmer local start`` gave it
-(``cfg.to_env()``: settings never travel in argv), takes the lock, writes its PID and a fresh
-token (0600), and binds the API on loopback. Once the API listens it writes ``run/state.json``
+(``cfg.to_env()``: settings never travel in argv), takes the lock, writes its PID and two fresh
+tokens (0600): the admin's (``run/token``) and the runners' (``run/runner-token``, which can only
+post events), and binds the API on loopback. Once the API listens it writes ``run/state.json``
 (how clients find it), then starts Temporal, the LLM server and the runners in that order,
 each behind a real readiness probe, while ``/v1/status`` shows the progress. SIGTERM (or
 SIGINT) stops everything in order: runners, LLM, Temporal, and the API last. A startup
@@ -158,15 +159,15 @@ class Daemon:
         files.clear_failure(self.run_dir)
         self._install_signals()
         files.write_pid(self.run_dir)
-        token = files.new_token(self.run_dir)
+        token, runner_token = files.new_token(self.run_dir), files.new_runner_token(self.run_dir)
         host, port = loopback_host(self.cfg), int(self.cfg.value("server.port"))
         sock = bind_api(host, port)
         self.url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
-        self.supervisor = self._build_supervisor(token)
+        self.supervisor = self._build_supervisor(runner_token)
         # Children boot while the API's imports load: the start costs the slowest of them, not the sum.
         starting = asyncio.create_task(self.supervisor.start(), name="supervisor-start")
         try:
-            server, api_task = await self._start_api(sock, token)
+            server, api_task = await self._start_api(sock, token, runner_token)
         except BaseException:
             await self._abort_start(starting)
             raise
@@ -176,7 +177,8 @@ class Daemon:
         await self._shutdown(server, api_task)
         return code
 
-    def _build_supervisor(self, token: str) -> Supervisor:
+    def _build_supervisor(self, runner_token: str) -> Supervisor:
+        """Temporal, the LLM server and the runners; the runners get only the runner token, never the admin's."""
         from .runner import RunnerService
 
         self.temporal = TemporalService(self.cfg, self.clients)
@@ -185,20 +187,22 @@ class Daemon:
         if llm is not None:
             services.append(llm)
         workers = int(self.cfg.value("runner.workers"))
-        services += [RunnerService(i, self.cfg, self.clients, self.url, token) for i in range(1, workers + 1)]
+        services += [RunnerService(i, self.cfg, self.clients, self.url, runner_token) for i in range(1, workers + 1)]
         return Supervisor(services, self.log_dir, self.policy, on_change=self._record_children)
 
     def _record_children(self, children: list[tuple[str, int]]) -> None:
         files.record_children(self.run_dir, [files.child_entry(name, pid) for name, pid in children])
 
-    async def _start_api(self, sock: socket.socket, token: str) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    async def _start_api(self, sock: socket.socket, token: str,
+                         runner_token: str) -> tuple[uvicorn.Server, asyncio.Task[None]]:
         import uvicorn
 
         from .api import create_app
         from .context import DaemonContext
 
-        ctx = DaemonContext(config=self.cfg, token=token, store_path=self.cfg.path("data") / "stigmer.db",
-                            temporal_client=self.clients.get, components=self.components)
+        ctx = DaemonContext(config=self.cfg, token=token, runner_token=runner_token,
+                            store_path=self.cfg.path("data") / "stigmer.db", temporal_client=self.clients.get,
+                            components=self.components)
         app = create_app(ctx)
         server = _quiet_server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
         task = asyncio.create_task(server.serve(sockets=[sock]), name="api")

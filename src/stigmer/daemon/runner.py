@@ -2,8 +2,9 @@
 
 There is one way to start a runner (``stigmer runner``) so the daemon's runners and a
 hand-started one cannot drift apart. The configuration reaches it only through the
-environment (``cfg.to_env()``, which carries the provider keys) plus the daemon's URL and
-token for events; argv carries no setting and no secret. A runner counts as ready when
+environment (``cfg.to_env()``, which carries the provider keys) plus the daemon's URL and the
+runner token (role ``runner``: it can post events and nothing else; never the admin token);
+argv carries no setting and no secret. A runner counts as ready when
 Temporal lists it (by its pid) among the pollers of the task queue: the real thing, not a timer.
 """
 
@@ -27,7 +28,7 @@ RUNNER_ARGV = [sys.executable, "-m", "stigmer", "runner"]
 
 
 def runner_env(cfg: Config, server_url: str, token: str, name: str) -> dict[str, str]:
-    """The full environment of a runner child: ours, the resolved config, and where to post events."""
+    """The full environment of a runner child: ours, the resolved config, where to post events and the runner token."""
     env = dict(os.environ)
     env.update(cfg.to_env())
     env[ev.SERVER_URL] = server_url

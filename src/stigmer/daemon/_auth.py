@@ -1,0 +1,81 @@
+"""Who may call what: each bearer token has a role, and each route declares the roles it admits.
+
+Roles (see docs/ARCHITECTURE.md, "Tokens and roles"):
+
+- ``admin``: every route. The person's token, in ``run/token`` (0600), new at each daemon start.
+- ``runner``: ``POST /v1/events`` only. The daemon makes a second random token at each start and
+  hands it to its runner children as ``STIGMER_SERVER_TOKEN`` (and keeps it in ``run/runner-token``,
+  0600, for a runner started by hand next to the daemon). A leaked runner token can add events to
+  executions, and nothing else: no apply, delete, start, cancel, no config.
+- ``viewer``: read-only; defined so that the stored, named tokens of a later issue slot in, but no
+  route admits it yet.
+
+A route states its roles with a dependency, ``dependencies=[require(ADMIN)]`` on a router or a
+``Principal`` parameter declared with ``require(ADMIN, RUNNER)``: no route is special-cased here.
+No token, or one that matches none, answers 401 (as before roles existed); a known token whose
+role the route does not admit answers 403 naming the role and what it may do. Tokens are compared
+in constant time, every known token every time.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, Request
+
+from ._state import ApiError, api_state
+
+ADMIN, RUNNER, VIEWER = "admin", "runner", "viewer"
+# role -> what a token of that role may do (said in every 403)
+ROLES: dict[str, str] = {
+    ADMIN: "may call every route",
+    RUNNER: "may only post execution events (POST /v1/events)",
+    VIEWER: "may only read (no route admits it yet)",
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who made a request: the role of the token it carried."""
+
+    role: str
+
+    @property
+    def trusted(self) -> bool:
+        """True for the admin: what it posts is taken as is (a runner's terminal events are verified)."""
+        return self.role == ADMIN
+
+
+def identify(request: Request) -> Principal:
+    """The principal behind the request's bearer token; 401 when there is none or it matches no token."""
+    ctx = api_state(request).ctx
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    offered = given.strip().encode()
+    role: str | None = None
+    for candidate, token in ((ADMIN, ctx.token), (RUNNER, ctx.runner_token)):
+        # no early exit: the time taken does not depend on which token matched, or how much of one
+        if token and hmac.compare_digest(offered, token.encode()) and role is None:
+            role = candidate
+    if scheme.lower() != "bearer" or role is None:
+        raise ApiError(401, "missing or wrong bearer token",
+                       "send the token from $STIGMER_HOME/run/token as 'Authorization: Bearer <token>'")
+    return Principal(role)
+
+
+def require(*roles: str) -> Any:
+    """A dependency admitting tokens of ``roles`` only (401 unknown token, 403 another role)."""
+    unknown = set(roles) - set(ROLES)
+    assert not unknown, f"unknown roles {unknown}"
+
+    async def check(request: Request) -> Principal:
+        principal = identify(request)
+        if principal.role not in roles:
+            allowed = " or ".join(roles)
+            raise ApiError(403, f"the {principal.role} token may not call {request.method} {request.url.path}: "
+                                f"a {principal.role} token {ROLES[principal.role]}",
+                           f"this route needs the {allowed} token (the admin token is in $STIGMER_HOME/run/token)")
+        return principal
+
+    return Depends(check)

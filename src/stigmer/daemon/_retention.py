@@ -1,0 +1,50 @@
+"""Finished executions do not pile up for ever: prune by age, on request and by ``retention.executions``.
+
+Only executions that ended (completed, failed, cancelled) are deleted, with their events (the
+schema cascades); a live one is never touched, whatever its age. Age counts from when it ended.
+The daemon applies ``retention.executions`` (default ``30d``; ``0`` keeps everything) once when its
+API starts and then every ``retention_interval_s`` (an hour), and logs what it removed. The delete
+runs in a worker thread, in batches, so the API keeps answering during a large one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from ..config.durations import parse_duration
+from ._state import ApiState
+
+log = logging.getLogger("stigmer.daemon.retention")
+
+
+async def prune(state: ApiState, older_than_s: float, *, dry_run: bool = False) -> int:
+    """Delete (or with ``dry_run`` count) the executions that ended more than ``older_than_s`` ago."""
+    cutoff = time.time() - older_than_s
+    if dry_run:
+        return state.store.count_finished_before(cutoff)
+    return await asyncio.to_thread(state.store.prune, cutoff)
+
+
+async def apply_retention(state: ApiState) -> int:
+    """Apply ``retention.executions`` once; return how many executions were deleted."""
+    setting = str(state.ctx.config.value("retention.executions"))
+    seconds = parse_duration(setting)
+    if seconds == 0:
+        return 0
+    deleted = await prune(state, seconds)
+    if deleted:
+        log.info("retention: deleted %d execution(s) that ended more than %s ago, with their events "
+                 "(retention.executions)", deleted, setting)
+    return deleted
+
+
+async def retention_loop(state: ApiState) -> None:
+    """Apply the retention now, then every ``retention_interval_s`` (runs for the API's lifetime)."""
+    while True:
+        try:
+            await apply_retention(state)
+        except Exception:
+            log.exception("applying retention.executions failed")
+        await asyncio.sleep(state.ctx.retention_interval_s)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import UserError
 from ..store import STATUSES
+from ._limits import check_message
 from ._reconcile import reconcile, reconcile_many
 from ._sse import event_stream
 from ._start import prepare_input, start_workflow
@@ -49,6 +50,7 @@ class EventBatch(BaseModel):
 
 @router.post("/executions", status_code=201)
 async def start_execution(request: StartRequest, state: StateDep) -> dict[str, Any]:
+    check_message(request.message, state.ctx.config.value("limits.message_chars"))
     execution_id = secrets.token_hex(6)
     try:
         params = await prepare_input(state, execution_id, request.agent, request.message, request.model,

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .._aio import cancel_and_wait
 from ..store import Store
 from ..worker.events import SPOOL_DIR
+from ._limits import BodyLimit
 from ._reconcile import reconcile_loop
 from ._routes_executions import router as executions_router
 from ._routes_resources import router as resources_router
@@ -125,6 +126,7 @@ def create_app(ctx: DaemonContext) -> FastAPI:
 
     app = FastAPI(title="stigmer", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.api = state
+    app.add_middleware(BodyLimit, limit=ctx.config.value("limits.request_bytes"))  # 413 before any parsing
     deps = [Depends(_require_token)]
     _install_handlers(app)
     _public_routes(app)

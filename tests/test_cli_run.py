@@ -108,6 +108,20 @@ def test_run_shows_tokens_tool_calls_and_the_summary(env: Stack, capsys: Any, tm
     assert "✓ completed in 2 steps" in err
 
 
+def test_a_reply_cut_at_the_token_limit_is_shown_by_run_and_carried_by_json(env: Stack, capsys: Any) -> None:
+    cut = {"finish_reason": "length"}  # the stop reason ChatOpenAI reports for a reply cut at max_tokens
+    apply_agent(env, "cut", [{"content": "The beginning of a long ans", "response_metadata": cut}])
+    code, out, err = invoke(capsys, "run", "cut", "Write a lot")
+    assert code == 0, err
+    assert out.rstrip() == "The beginning of a long ans"  # the warning is on stderr: a redirected answer stays clean
+    assert "! the reply was cut at the token limit: raise llm.max_tokens" in err
+    assert "(the answer was cut at the token limit)" in err.splitlines()[-1]
+    code, out, _ = invoke(capsys, "run", "cut", "Write a lot", "--json")
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["data"]["step"] for e in events if e["type"] == "truncated"] == [1]
+    assert events[-1]["type"] == "completed" and events[-1]["data"]["truncated"] is True
+
+
 def test_a_failed_run_exits_non_zero_with_the_error(env: Stack, capsys: Any) -> None:
     apply_agent(env, "looper", [{"content": "", "tool_calls": [{"name": "list_files", "args": {}}]}],
                 tools=["workspace"], maxSteps=1)
@@ -180,6 +194,19 @@ def test_the_renderer_prints_a_non_streamed_reply_once_and_marks_retries() -> No
     lines = out.getvalue().splitlines()
     assert lines == ["Hal", "↻ step 1: retrying (attempt 2)", "Hello.", "Unstreamed answer."]
     assert "✓ completed in 2 steps" in err.getvalue()
+
+
+def test_the_renderer_warns_of_a_cut_reply_with_its_budget_after_the_streamed_text() -> None:
+    import io
+
+    from stigmer.cli.run import Renderer
+
+    out, err = io.StringIO(), io.StringIO()
+    renderer = Renderer(out, err)
+    for kind, data in (("token", {"step": 1, "text": "Half a sent"}), ("truncated", {"step": 1, "max_tokens": 1024})):
+        renderer.show({"type": kind, "data": data}, 0.0)
+    assert out.getvalue() == "Half a sent\n"  # the warning does not land in the middle of the answer's line
+    assert err.getvalue().startswith("! the reply was cut at the token limit (max_tokens 1024): raise llm.max_tokens")
 
 
 def test_ctrl_c_detaches_then_cancel_ends_the_execution_as_cancelled(env: Stack, capsys: Any) -> None:

@@ -308,6 +308,37 @@ async def test_ollama_faults_are_retried_and_the_execution_completes(
     assert _attempts(ollama, inp) == 2
 
 
+async def test_an_anthropic_reply_cut_at_max_tokens_is_announced_and_marked(
+        client: Client, queue: str, anthropic: MidStreamDouble, collector: EventCollector) -> None:
+    spec = ModelSpec(provider="anthropic", model=MODEL, base_url=anthropic.url, params={"max_tokens": 64},
+                     reason="test")
+    inp = _execution(spec)
+    anthropic.stop_reason = "max_tokens"  # the Messages API's stop reason for a reply cut at max_tokens
+    try:
+        events = await _completes(client, queue, collector, inp)
+    finally:
+        anthropic.stop_reason = None
+    assert [e["data"] for e in events if e["type"] == "truncated"] == [{"step": 1, "max_tokens": 64}]
+    assert events[-1]["data"] == {"output": REPLY, "steps": 1, "truncated": True}
+
+
+async def test_an_ollama_reply_cut_at_num_predict_is_announced_and_marked(
+        client: Client, queue: str, ollama: OllamaDouble, collector: EventCollector) -> None:
+    ollama.add_model("cut:1b", reply=REPLY, done_reason="length")  # Ollama's done_reason for a reply at num_predict
+    spec = ModelSpec(provider="ollama", model="cut:1b", base_url=ollama.url, params={"num_predict": 32},
+                     reason="test")
+    events = await _completes(client, queue, collector, _execution(spec))
+    assert [e["data"] for e in events if e["type"] == "truncated"] == [{"step": 1, "max_tokens": 32}]
+    assert events[-1]["data"]["truncated"] is True
+
+
+async def test_a_reply_that_ended_by_itself_is_not_marked(client: Client, queue: str, anthropic: MidStreamDouble,
+                                                         collector: EventCollector) -> None:
+    events = await _completes(client, queue, collector, _execution(_anthropic_spec(anthropic)))
+    assert not [e for e in events if e["type"] == "truncated"]
+    assert "truncated" not in events[-1]["data"]
+
+
 def test_the_key_is_not_in_the_workflow_input(anthropic: MidStreamDouble) -> None:
     """The spec the daemon pins in history carries the base URL, never the key the worker holds."""
     inp = _execution(_anthropic_spec(anthropic))

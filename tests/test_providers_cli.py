@@ -40,6 +40,50 @@ def test_resolve_json_prints_the_model_spec(capsys: pytest.CaptureFixture[str]) 
     assert data["params"]["num_predict"] == 256
 
 
+@pytest.mark.parametrize(("name", "expected"), [
+    ("anthropic:claude-3-haiku-20240307", 4096),  # Claude 3 replies stop at 4096 tokens: the API refuses more
+    ("anthropic:claude-3-5-haiku-latest", 8192),
+    ("gpt-4o", 16_384),
+    ("gpt-4o-2024-05-13", 4096),
+    ("gpt-3.5-turbo", 4096),
+    ("claude-sonnet-5-5", 20_000),  # the model takes more: the cloud default stands
+    ("gpt-5-mini", 20_000),
+    ("openai:some-unknown-model", 20_000),
+    ("llama3.2", 8192),  # Ollama: no limit known without asking the server, which resolving does not do
+])
+def test_resolve_json_caps_the_default_reply_budget_at_the_models_limit(
+        name: str, expected: int, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["llm", "resolve", name, "--json"], capsys)
+    assert code == 0
+    params = json.loads(out)["params"]
+    assert params.get("max_tokens", params.get("num_predict")) == expected
+
+
+def test_a_configured_max_tokens_is_capped_too_but_an_explicit_param_is_not(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STIGMER_LLM_MAX_TOKENS", "500000")
+    code, out, _ = run(["llm", "resolve", "claude-sonnet-5-5", "--json"], capsys)
+    assert code == 0 and json.loads(out)["params"]["max_tokens"] == 128_000
+    code, out, _ = run(["llm", "resolve", "gpt-4o", "--param", "max_tokens=30000", "--json"], capsys)
+    assert code == 0 and json.loads(out)["params"]["max_tokens"] == 30_000
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_the_output_limit_tables_agree_with_the_model_data_langchain_ships(provider: str) -> None:
+    """Every model with a published output limit (models.dev, as langchain-{provider} ships it) that the table
+    covers gets that limit; a disagreement means a table entry is wrong or the data moved on."""
+    import importlib
+
+    from stigmer.providers.base import by_prefix
+
+    table = importlib.import_module(f"stigmer.providers.{provider}").OUTPUT_LIMITS
+    profiles = importlib.import_module(f"langchain_{provider}.data._profiles")._PROFILES
+    known = {model: p["max_output_tokens"] for model, p in profiles.items() if p.get("max_output_tokens")}
+    covered = {model: limit for model, limit in known.items() if by_prefix(table, model) is not None}
+    assert len(covered) >= 10
+    assert {m: by_prefix(table, m) for m in covered} == covered
+
+
 def test_resolve_explains_why(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["llm", "resolve", "sonnet"], capsys)
     assert code == 0

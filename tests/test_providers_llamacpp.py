@@ -41,6 +41,18 @@ def test_embedded_provider_streams_and_honours_max_tokens(llamacpp_server: str, 
     assert finish == ["length"]
 
 
+async def test_a_reply_cut_at_max_tokens_is_marked_truncated(llamacpp_server: str, stigmer_home: Path) -> None:
+    """The real server's stream, merged as the runner merges it: the stop reason survives and marks the reply."""
+    from stigmer.worker._messages import from_langchain
+
+    cfg = _cfg(stigmer_home, "llamacpp", llamacpp_server)
+    spec = registry.resolve_model(cfg, params={"max_tokens": "5", "temperature": "0"})
+    merged: Any = None
+    async for chunk in registry.get_chat_model(spec, cfg).astream("Tell me a long story about the sea"):
+        merged = chunk if merged is None else merged + chunk
+    assert from_langchain(merged, 1)["truncated"] is True
+
+
 def test_embedded_provider_makes_a_forced_tool_call(llamacpp_server: str, stigmer_home: Path) -> None:
     cfg = _cfg(stigmer_home, "llamacpp", llamacpp_server)
     spec = registry.resolve_model(cfg, params={"max_tokens": "40", "temperature": "0"})

@@ -154,7 +154,7 @@ class Driver:
             raise RuntimeError(f"stigmer apply failed: {applied.stderr}")
 
     def start_execution(self, index: int) -> None:
-        workspace = self.stack.home / "ws" / f"run-{index:03d}"
+        workspace = self.stack.home / "workspaces" / f"run-{index:03d}"  # the only part of the home allowed
         workspace.mkdir(parents=True, exist_ok=True)
         body = {"agent": AGENT, "message": f"run {index}", "workspace": str(workspace)}
         with self.api() as api:

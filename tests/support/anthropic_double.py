@@ -5,7 +5,7 @@ The real API cannot be reached from here, so this follows the published one
 ``ChatAnthropic``: ``POST /v1/messages`` with ``x-api-key`` (or a bearer token, as newer SDKs
 send), a JSON reply or a server-sent event stream (``message_start``,
 ``content_block_start/delta/stop`` with ``text_delta`` or ``input_json_delta`` for ``tool_use``,
-``message_delta``, ``message_stop``), and error bodies
+``message_delta`` with the ``stop_reason``, ``message_stop``), and error bodies
 ``{"type": "error", "error": {"type": ..., "message": ...}}`` for 401, 429 (with ``retry-after``),
 500 and 529. Queue failures with :meth:`HttpDouble.fail_next` / ``reset_next`` / ``stall_next``.
 """
@@ -30,6 +30,8 @@ class AnthropicDouble(HttpDouble):
         self.api_key = api_key
         self.reply = "Hello from the Anthropic double."
         self.tool_call: dict[str, Any] | None = None
+        self.stop_reason: str | None = None
+        """Overrides the ``stop_reason`` (``"max_tokens"``: a reply cut at the token limit)."""
 
     def error_payload(self, status: int, message: str) -> Any:
         return {"type": "error", "error": {"type": ERROR_TYPES.get(status, "api_error"),
@@ -48,7 +50,7 @@ class AnthropicDouble(HttpDouble):
         if body.get("stream"):
             self._stream(request, body, blocks)
         else:
-            stop = "tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn"
+            stop = self.stop_reason or ("tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn")
             request.json(200, {**_message(body), "content": blocks, "stop_reason": stop,
                                "usage": {"input_tokens": 12, "output_tokens": 7}})
 
@@ -82,7 +84,7 @@ class AnthropicDouble(HttpDouble):
                 event("content_block_delta", {"type": "content_block_delta", "index": 0,
                                               "delta": {"type": "input_json_delta", "partial_json": piece}})
         event("content_block_stop", {"type": "content_block_stop", "index": 0})
-        stop = "tool_use" if block["type"] == "tool_use" else "end_turn"
+        stop = self.stop_reason or ("tool_use" if block["type"] == "tool_use" else "end_turn")
         event("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
                                 "usage": {"output_tokens": 7}})
         event("message_stop", {"type": "message_stop"})

@@ -37,6 +37,8 @@ class FakeModel:
     tool_call: dict[str, Any] | None = None
     """``{"name": ..., "arguments": {...}}`` answered when the request offers tools."""
     family: str = "qwen2"
+    done_reason: str = "stop"
+    """The final chunk's ``done_reason``: ``"length"`` when a reply is cut at ``num_predict``."""
 
 
 @dataclass
@@ -122,7 +124,7 @@ class OllamaDouble(HttpDouble):
         if body.get("tools") and model.tool_call:
             message["tool_calls"] = [{"function": dict(model.tool_call)}]
         if body.get("stream", True) is False:
-            request.json(200, _final(model.name, {**message, "content": "".join(chunks)}, len(chunks)))
+            request.json(200, _final(model, {**message, "content": "".join(chunks)}, len(chunks)))
             return
         request.start_stream("application/x-ndjson")
         for word in chunks:
@@ -131,7 +133,7 @@ class OllamaDouble(HttpDouble):
         if "tool_calls" in message:
             request.write(json.dumps({"model": model.name, "created_at": _now(), "message": message,
                                       "done": False}) + "\n")
-        request.write(json.dumps(_final(model.name, {"role": "assistant", "content": ""}, len(chunks))) + "\n")
+        request.write(json.dumps(_final(model, {"role": "assistant", "content": ""}, len(chunks))) + "\n")
 
 
 def _words(text: str) -> list[str]:
@@ -143,8 +145,9 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _final(model: str, message: dict[str, Any], eval_count: int) -> dict[str, Any]:
-    return {"model": model, "created_at": _now(), "message": message, "done": True, "done_reason": "stop",
+def _final(model: FakeModel, message: dict[str, Any], eval_count: int) -> dict[str, Any]:
+    return {"model": model.name, "created_at": _now(), "message": message, "done": True,
+            "done_reason": model.done_reason,
             "total_duration": 1_000_000, "load_duration": 1000, "prompt_eval_count": 10, "prompt_eval_duration": 1000,
             "eval_count": eval_count, "eval_duration": 1000}
 

@@ -7,7 +7,8 @@ It loads in any process through the plugin hook: ``STIGMER_PLUGINS=scripted=test
     {"steps": [
         {"content": "Let me look.", "tool_calls": [{"name": "list_files", "args": {}}]},
         {"content": "There are two files.", "delay": 5, "delay_attempts": 1,
-         "fail": {"status": 429, "message": "slow down", "retry_after": 0.2, "times": 1}}
+         "fail": {"status": 429, "message": "slow down", "retry_after": 0.2, "times": 1}},
+        {"content": "A reply cut sho", "response_metadata": {"finish_reason": "length"}}
      ],
      "repeat_last": false, "token_size": 1}
 
@@ -17,6 +18,8 @@ JSON line ``{"step", "pid", "attempt"}`` to ``<script>.calls.jsonl`` (or ``"log"
 is how tests prove a completed model call was not repeated, and how ``fail.times`` and
 ``delay_attempts`` count attempts across worker processes. ``delay`` (seconds, before the
 first token) lets a test kill a worker mid model call; with no delay the model has zero latency.
+``response_metadata`` is sent on a last chunk, where real providers put the stop reason
+(``finish_reason: length`` is a reply cut at the token limit).
 """
 
 from __future__ import annotations
@@ -128,6 +131,8 @@ class ScriptedChatModel(BaseChatModel):
             yield AIMessageChunk(content="", tool_call_chunks=[
                 {"name": c["name"], "args": json.dumps(c.get("args", {})), "id": c.get("id") or f"call_{index}_{i}",
                  "index": i} for i, c in enumerate(calls)])
+        if step.get("response_metadata"):  # last, as real providers send a stop reason
+            yield AIMessageChunk(content="", response_metadata=dict(step["response_metadata"]))
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
@@ -137,7 +142,8 @@ class ScriptedChatModel(BaseChatModel):
         merged: AIMessageChunk = AIMessageChunk(content="")
         for chunk in self._chunks(step, script, index):
             merged = merged + chunk
-        message = AIMessage(content=merged.content, tool_calls=merged.tool_calls)
+        message = AIMessage(content=merged.content, tool_calls=merged.tool_calls,
+                            response_metadata=merged.response_metadata)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,

@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from ..errors import DaemonNotRunning, RuntimeFailure
+from ..errors import DaemonNotRunning, RuntimeFailure, UserError
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -70,10 +70,23 @@ class Renderer:
         elif kind == "tool_finished":
             mark, fg = ("✗", "red") if data.get("is_error") else ("←", "bright_black")
             self._line(f"  {mark} {short(data.get('result', data.get('content', '')))}", fg=fg)
+        elif kind == "truncated":
+            self._truncated(data)
         elif kind == "completed":
             self._completed(data, started)
         elif kind == "failed":
             self._failed(data)
+
+    def _truncated(self, data: dict[str, Any]) -> None:
+        """A reply cut at the token limit: said on stderr, so an answer redirected to a file stays clean."""
+        if not self.at_line_start:  # end the answer's line, so the warning does not land in the middle of it
+            self.out.write("\n")
+            self.out.flush()
+            self.at_line_start = True
+        limit = f" (max_tokens {data['max_tokens']})" if data.get("max_tokens") else ""
+        click.secho(f"! the reply was cut at the token limit{limit}: raise llm.max_tokens (`stigmer config set "
+                    "llm.max_tokens N`, then `stigmer local restart`) or use --model with a larger output limit",
+                    file=self.err, fg="yellow")
 
     def _completed(self, data: dict[str, Any], started: float) -> None:
         if not self.streamed and data.get("output"):
@@ -81,7 +94,8 @@ class Renderer:
         elif not self.at_line_start:
             self._line("")
         steps = data.get("steps")
-        click.secho(f"✓ completed{f' in {steps} steps' if steps else ''}, {time.monotonic() - started:.1f}s",
+        cut = " (the answer was cut at the token limit)" if data.get("truncated") else ""
+        click.secho(f"✓ completed{f' in {steps} steps' if steps else ''}, {time.monotonic() - started:.1f}s{cut}",
                     file=self.err, fg="green")
 
     def _failed(self, data: dict[str, Any]) -> None:
@@ -179,12 +193,36 @@ def _connect(auto_start: bool) -> Client:
     return Client.connect()
 
 
+def _workspace_dir(given: Path) -> Path:
+    """``--workspace`` (relative to the current directory) checked by the daemon's rules, then created.
+
+    Refused before anything is sent or created: ``/``, the home directory, the stigmer home, a system directory.
+    """
+    import os
+
+    from ..resources.workspace import default_homes, resolve_workspace
+
+    text = str(given)
+    if not text.startswith("~"):
+        text = os.path.abspath(text)
+    stigmer_home, user_home = default_homes()
+    path = resolve_workspace(text, stigmer_home=stigmer_home, user_home=user_home, field="--workspace",
+                             must_exist=False)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--workspace: cannot create {str(given)!r}: {exc.strerror or exc}",
+                        hint="check the directory's parent and its permissions, or pick another directory") from None
+    return path
+
+
 @click.command()
 @click.argument("agent")
 @click.argument("message")
 @click.option("--model", default=None, help="Model for this run (name, alias or provider:model), over the agent's.")
 @click.option("--workspace", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory the agent's workspace tools work in (created if missing).")
+              help="Directory the agent's workspace tools work in (created if missing; not /, your home, "
+                   "the stigmer home or a system directory).")
 @click.option("--detach", "-d", is_flag=True, help="Start the execution, print its id and return.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines: one event per line.")
 @click.option("--no-start", is_flag=True, help="Do not start the daemon when it is down; fail instead.")
@@ -202,8 +240,7 @@ def run(agent: str, message: str, model: str | None, workspace: Path | None, det
     """
     body: dict[str, Any] = {"agent": agent, "message": message, "model": model}
     if workspace is not None:
-        workspace.mkdir(parents=True, exist_ok=True)
-        body["workspace"] = str(workspace.resolve())
+        body["workspace"] = str(_workspace_dir(workspace))
     with _connect(not no_start) as client:
         execution = start_execution(client, body)
         execution_id = execution["id"]

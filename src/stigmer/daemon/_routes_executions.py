@@ -20,6 +20,7 @@ from ..errors import UserError
 from ..store import STATUSES
 from . import _retention, _verify
 from ._auth import ADMIN, RUNNER, Principal, require
+from ._limits import check_message
 from ._reconcile import reconcile, reconcile_many
 from ._sse import event_stream
 from ._start import StartUnconfirmed, prepare_input, start_workflow
@@ -73,6 +74,7 @@ async def start_execution(request: StartRequest, state: StateDep, response: Resp
                           idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None
                           ) -> dict[str, Any]:
     """Start an execution (201). With ``Idempotency-Key``, a repeat of the same start answers 200 with the same one."""
+    check_message(request.message, state.ctx.config.value("limits.message_chars"))
     if idempotency_key is None:
         return await _start_new(state, request, None)
     async with _one_start_per_key(state, idempotency_key):

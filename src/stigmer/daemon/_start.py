@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
@@ -43,30 +42,50 @@ def _check_model(cfg: Config, name: str | None, needs_tools: bool) -> ModelSpec:
 
 
 def _workspace(cfg: Config, agent_name: str, requested: str | None, configured: str | None) -> str:
-    """The run's workspace: the request's (absolute), else the agent's, else ``workspaces/<agent>``."""
-    if requested is not None:
-        path = Path(requested).expanduser()
-        if not path.is_absolute() or not path.is_dir():
-            raise ApiError(422, f"workspace: {requested!r} is not an existing directory (absolute path)",
-                           "pass an existing directory as --workspace")
-        return str(path)
-    base = cfg.path("workspaces")
-    path = (base / Path(configured).expanduser()) if configured else base / agent_name
-    path.mkdir(parents=True, exist_ok=True)
-    return str(path.resolve())
+    """The run's workspace: the request's, else the agent's, else ``workspaces/<agent>``, checked and made.
+
+    The rules are :mod:`stigmer.resources.workspace`'s: a bad request field is a 422 naming ``body.workspace``;
+    a bad ``spec.workspace`` (applied before these rules, or its directory since removed) a 409 naming the agent.
+    """
+    from ..resources.workspace import resolve_workspace, user_home
+    from ._storage_errors import storage_error
+
+    raw, field = ((requested, "body.workspace") if requested is not None else
+                  (configured, f"agent {agent_name!r}: spec.workspace") if configured else (agent_name, "workspace"))
+    try:
+        path = resolve_workspace(raw, stigmer_home=cfg.home, user_home=user_home(), field=field)
+        path.mkdir(parents=True, exist_ok=True)  # a relative one is ours to make; an absolute one exists
+    except UserError as exc:
+        raise _refused(requested is None, field, exc.message, exc.hint) from None
+    except OSError as exc:
+        if storage_error(exc) is not None:  # a full disk or a read-only home: answered as such
+            raise
+        raise _refused(requested is None, field, f"{field}: cannot create {raw!r}: {exc.strerror or exc}",
+                       "check the directory's parent and its permissions") from None
+    return str(path)
+
+
+def _refused(agents: bool, field: str, message: str, hint: str | None) -> ApiError:
+    """409 for the agent's own workspace (the request was fine, the agent is not); 422 naming the request's field."""
+    if agents:
+        fix = "fix the agent's spec.workspace and apply it again; " if field.endswith("spec.workspace") else ""
+        return ApiError(409, message, f"{fix}{hint}")
+    return ApiError(422, f"invalid request: {message}", hint,
+                    errors=[{"loc": field, "msg": message.removeprefix(f"{field}: ")}])
 
 
 async def prepare_input(state: ApiState, execution_id: str, agent_name: str, message: str, model: str | None,
                         workspace: str | None) -> ExecutionInput:
     """The workflow input for a new execution; ApiError/UserError when it cannot run."""
-    from ..resources import Agent, McpServer, agent_snapshot
+    from ..resources import Agent, McpServer, agent_snapshot, parse_document
     from ..worker.params import ExecutionInput
 
     row = state.store.get_resource("Agent", agent_name)
     if row is None:
         raise not_found("agent", agent_name, state.store.resource_names("Agent"),
                         "create it with `stigmer apply -f FILE`, list them with `stigmer get agents`")
-    agent = Agent.model_validate(row["document"])
+    agent = parse_document(row["document"], f"agent {agent_name!r} as stored")  # a UserError if rules tightened
+    assert isinstance(agent, Agent)
     servers = {}
     for name in agent.spec.mcp_servers:
         found = state.store.get_resource("McpServer", name)

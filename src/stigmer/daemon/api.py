@@ -26,6 +26,7 @@ from ..store import Store
 from ..worker.events import SPOOL_DIR
 from . import _verify
 from ._auth import ADMIN, require
+from ._limits import BodyLimit
 from ._reconcile import reconcile_loop
 from ._retention import retention_loop
 from ._routes_executions import events_router
@@ -124,6 +125,7 @@ def create_app(ctx: DaemonContext) -> FastAPI:
 
     app = FastAPI(title="stigmer", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.api = state
+    app.add_middleware(BodyLimit, limit=ctx.config.value("limits.request_bytes"))  # 413 before any parsing
     admin = [require(ADMIN)]
     _install_handlers(app)
     _public_routes(app)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.keys import DEFAULT_MODELS
 from . import errors as pe
-from .base import Capabilities, Provider
+from .base import Capabilities, Provider, by_prefix
 from .spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -23,6 +23,28 @@ CONTEXT_LENGTH = 200_000
 READ_TIMEOUT_S = 300.0
 # Claude 2 and Instant predate tool use; every Claude 3+ model calls tools.
 _NO_TOOLS = ("claude-2", "claude-instant")
+# Model family (id prefix) -> the most tokens one reply may have. Sources: Anthropic's models overview
+# (docs.anthropic.com; Claude 3: 4096, 3.5: 8192, 3.7 Sonnet and Sonnet 4: 64000, Opus 4 and 4.1: 32000), and for
+# the 4.5 models on the models.dev data langchain-anthropic 1.7 ships (langchain_anthropic/data/_profiles.py,
+# `max_output_tokens`); a test checks the two agree. A family not listed keeps the default budget.
+OUTPUT_LIMITS: dict[str, int] = {
+    "claude-3-": 4096,
+    "claude-3-5-": 8192,
+    "claude-3-7-sonnet": 64_000,
+    "claude-sonnet-4": 64_000,
+    "claude-opus-4": 32_000,
+    "claude-opus-4-1": 32_000,
+    "claude-opus-4-5": 64_000,
+    "claude-haiku-4-5": 64_000,
+    "claude-sonnet-4-6": 128_000,
+    "claude-opus-4-6": 128_000,
+    "claude-opus-4-7": 128_000,
+    "claude-opus-4-8": 128_000,
+    "claude-haiku-5-5": 128_000,
+    "claude-sonnet-5": 128_000,
+    "claude-opus-5": 128_000,
+    "claude-fable-5": 128_000,
+}
 
 
 class AnthropicProvider(Provider):
@@ -35,6 +57,9 @@ class AnthropicProvider(Provider):
         if "stop" in native:
             native["stop_sequences"] = native.pop("stop")
         return native
+
+    def max_output_tokens(self, model: str) -> int | None:
+        return by_prefix(OUTPUT_LIMITS, model)
 
     def _key(self, cfg: Config) -> str:
         key = cfg.api_key_for(self.name)

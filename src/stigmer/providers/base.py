@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from langchain_core.language_models.chat_models import BaseChatModel
@@ -11,6 +12,15 @@ if TYPE_CHECKING:
     from ..config import Config
     from .errors import ProviderError
     from .spec import ModelSpec
+
+
+T = TypeVar("T")
+
+
+def by_prefix(table: Mapping[str, T], model: str) -> T | None:
+    """The entry of the longest key of ``table`` that starts ``model`` (case-insensitive): model families."""
+    matches = [prefix for prefix in table if model.lower().startswith(prefix)]
+    return table[max(matches, key=len)] if matches else None
 
 
 @dataclass(frozen=True)

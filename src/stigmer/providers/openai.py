@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from ..config.keys import DEFAULT_MODELS
 from . import errors as pe
 from ._openai_compatible import build_chat_openai
-from .base import Capabilities, Provider
+from .base import Capabilities, Provider, by_prefix
 from .spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -36,10 +36,32 @@ MODEL_TABLE: dict[str, tuple[bool, int]] = {
 }
 
 
+# prefix -> the most tokens one reply may have. Sources: OpenAI's model pages, and the models.dev data that
+# langchain-openai 1.8 ships (langchain_openai/data/_profiles.py, `max_output_tokens`); a test checks the two agree.
+# Only models whose limit is known: an unknown one keeps the default budget.
+OUTPUT_LIMITS: dict[str, int] = {
+    "gpt-3.5-turbo": 4096,
+    "gpt-4": 8192,
+    "gpt-4-turbo": 4096,
+    "gpt-4o": 16_384,
+    "gpt-4o-2024-05-13": 4096,
+    "chatgpt-4o": 16_384,
+    "gpt-4.1": 32_768,
+    "gpt-5": 128_000,
+    "gpt-5-chat": 16_384,  # OpenAI's page for gpt-5-chat-latest (models.dev has no figure)
+    "gpt-5-pro": 272_000,
+    "gpt-5.3-codex-spark": 32_000,
+    "gpt-6": 128_000,
+    "o1": 100_000,
+    "o1-mini": 65_536,
+    "o3": 100_000,
+    "o4-mini": 100_000,
+}
+
+
 def table_lookup(table: dict[str, tuple[bool, int]], model: str) -> tuple[bool, int] | None:
     """The entry of the longest prefix of ``model`` in ``table``."""
-    matches = [prefix for prefix in table if model.lower().startswith(prefix)]
-    return table[max(matches, key=len)] if matches else None
+    return by_prefix(table, model)
 
 
 class OpenAIProvider(Provider):
@@ -52,6 +74,9 @@ class OpenAIProvider(Provider):
         if not key and not spec.base_url:
             raise pe.key_missing(self.name)
         return key
+
+    def max_output_tokens(self, model: str) -> int | None:
+        return by_prefix(OUTPUT_LIMITS, model)
 
     def build(self, spec: ModelSpec, cfg: Config) -> BaseChatModel:
         return build_chat_openai(spec, self._key(spec, cfg), compatible_server=spec.base_url is not None)

@@ -83,6 +83,21 @@ class AgentSpec(_Model):
             raise ValueError("instructions are empty: say what the agent is for")
         return value
 
+    @field_validator("workspace")
+    @classmethod
+    def _safe_workspace(cls, value: str | None) -> str | None:
+        """Refuse at apply a workspace no run may use (``/``, ``..`` out of workspaces/, system directories).
+
+        The rules are :mod:`stigmer.resources.workspace`'s, with this process's homes. The directory need
+        not exist yet; the daemon checks again, existence included, when a run starts.
+        """
+        if value is not None:
+            from .workspace import default_homes, workspace_path
+
+            stigmer_home, user_home = default_homes()
+            workspace_path(value, stigmer_home=stigmer_home, user_home=user_home, must_exist=False)
+        return value
+
 
 class Agent(_Model):
     api_version: Literal["agentic.stigmer.ai/v1"] = API_VERSION

@@ -41,8 +41,25 @@ def _text(content: Any) -> str:
     return "".join(parts)
 
 
+# Where each LangChain chat model puts a reply's stop reason (``response_metadata``), and the values that mean
+# "cut at the token limit", checked against the real clients: ChatAnthropic (``stop_reason``; a reply that filled
+# the context window stops with ``model_context_window_exceeded``), ChatOpenAI on OpenAI and on llama.cpp's server
+# (``finish_reason``), ChatOllama (``done_reason``).
+_CUT: dict[str, tuple[str, ...]] = {"stop_reason": ("max_tokens", "model_context_window_exceeded"),
+                                    "finish_reason": ("length",), "done_reason": ("length",)}
+
+
+def was_cut(message: Any) -> bool:
+    """True when the provider says the reply stopped at the token limit, not because the model was done."""
+    meta = getattr(message, "response_metadata", None) or {}
+    return any(meta.get(key) in values for key, values in _CUT.items())
+
+
 def from_langchain(message: Any, step: int) -> dict[str, Any]:
-    """An AI message as a plain dict; tool-call ids are made unique and stable when a provider omits them."""
+    """An AI message as a plain dict; tool-call ids are made unique and stable when a provider omits them.
+
+    A reply cut at the token limit is marked ``"truncated": true`` (the workflow and ``stigmer run`` say so).
+    """
     calls = []
     for i, call in enumerate(getattr(message, "tool_calls", None) or []):
         args = call.get("args")
@@ -60,6 +77,8 @@ def from_langchain(message: Any, step: int) -> dict[str, Any]:
     reply: dict[str, Any] = {"role": "assistant", "content": _text(message.content)}
     if calls:
         reply["tool_calls"] = calls
+    if was_cut(message):
+        reply["truncated"] = True
     return reply
 
 

@@ -60,6 +60,24 @@ async def _heartbeating(every: float) -> AsyncIterator[None]:
         await cancel_and_wait(task)
 
 
+def _max_tokens(inp: ModelCallInput) -> int | None:
+    """The reply budget the model was called with (``num_predict`` is Ollama's name for it)."""
+    params = inp.model.params
+    value = params.get("max_tokens", params.get("num_predict"))
+    return value if isinstance(value, int) else None
+
+
+def _bounded(content: str, limit: int) -> str:
+    """A tool result as kept in the conversation: at most ``limit`` characters, plus a note saying what was cut.
+
+    A result a tool already cut to the limit (ending with its own, more precise note) is kept as it is.
+    """
+    if len(content) <= limit or (len(content) <= limit + workspace.NOTE_ROOM
+                                 and workspace.NOTE in content[-workspace.NOTE_ROOM:]):
+        return content
+    return workspace.truncate(content, limit)
+
+
 def _beat_interval() -> float:
     timeout = activity.info().heartbeat_timeout
     return max(0.05, min(5.0, (timeout.total_seconds() if timeout else 30.0) / 4))
@@ -78,6 +96,8 @@ class Activities:
         self.sink = sink
         self.mcp = McpPool()
         self._models: dict[str, Any] = {}
+        self.limits = workspace.Limits(output_chars=cfg.value("limits.tool_output_chars"),
+                                       write_bytes=cfg.value("limits.write_file_bytes"))
 
     def all(self) -> list[Any]:
         return [self.list_tools, self.call_model, self.call_tool, self.publish]
@@ -117,6 +137,8 @@ class Activities:
         try:
             reply = await self._stream(inp, events)
             events.emit("message", {"step": inp.step, **reply})
+            if reply.get("truncated"):
+                events.emit("truncated", {"step": inp.step, "max_tokens": _max_tokens(inp)})
             return reply
         except Exception as exc:
             raise self._model_failure(exc, inp) from None
@@ -177,6 +199,7 @@ class Activities:
         try:
             async with _heartbeating(_beat_interval()):
                 content, is_error = await self._dispatch(inp, name, args)
+            content = _bounded(content, self.limits.output_chars)
             events.emit("tool_finished", {"step": inp.step, "call_id": call_id, "name": name, "is_error": is_error,
                                           "result": workspace.truncate(content, 2000)})
         finally:
@@ -200,7 +223,7 @@ class Activities:
                 return await self.mcp.call_tool(server, tool.remote_name or tool.name, args)
             if not inp.toolset.workspace:
                 return "this execution has no workspace", True
-            return await workspace.call(tool.name, Path(inp.toolset.workspace), args), False
+            return await workspace.call(tool.name, Path(inp.toolset.workspace), args, self.limits), False
         except (workspace.ToolFailure, McpFailure) as exc:
             return str(exc), True
 

@@ -73,6 +73,7 @@ class AgentWorkflow:
         self._messages: list[dict[str, Any]] = []
         self._cancel_requested = False
         self._inflight: list[asyncio.Task[Any]] = []
+        self._truncated = False  # the final answer was cut at the token limit
 
     @workflow.query(name="status")
     def status(self) -> dict[str, Any]:
@@ -105,7 +106,10 @@ class AgentWorkflow:
                 raise asyncio.CancelledError() from None
             await self._fail(inp, _cause(exc))
         self._status = "completed"
-        await self._finish(inp, "completed", {"output": output, "steps": self._step})
+        done: dict[str, Any] = {"output": output, "steps": self._step}
+        if self._truncated:  # only then: the event of every answer that was not cut is as it always was
+            done["truncated"] = True
+        await self._finish(inp, "completed", done)
         return ExecutionResult(status="completed", output=output, steps=self._step)
 
     async def _loop(self, inp: ExecutionInput) -> str:
@@ -133,6 +137,7 @@ class AgentWorkflow:
             self._messages.append(reply)
             calls = reply.get("tool_calls") or []
             if not calls:
+                self._truncated = bool(reply.get("truncated"))
                 return str(reply.get("content") or "")
             self._check_loop(calls, seen, t.loop_repeats)
             results = await self._run_tools(inp, calls, by_name, toolset)

@@ -5,7 +5,8 @@ Every path is resolved (symlinks followed) and must stay inside the workspace: `
 out, an absolute path elsewhere, a symlink pointing out, a NUL byte or an over-long name is
 refused with a :class:`ToolFailure` whose message the model sees, so it can correct itself.
 Outputs are bounded: big files and listings are truncated with a note; binary files are
-described, not dumped. The shell gets a minimal environment: never the worker's API keys.
+described, not dumped; ``write_file`` refuses content over its limit (:class:`Limits`, which the
+runner fills from ``limits.*``). The shell gets a minimal environment: never the worker's API keys.
 """
 
 from __future__ import annotations
@@ -14,14 +15,20 @@ import asyncio
 import contextlib
 import os
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .builtin import SCHEMAS, TOOLSETS
 
-__all__ = ["SCHEMAS", "TOOLSETS", "ToolFailure", "call", "resolve_path", "truncate"]
+__all__ = ["SCHEMAS", "TOOLSETS", "Limits", "ToolFailure", "call", "resolve_path", "truncate"]
 
 MAX_OUTPUT = 64 * 1024
+MAX_WRITE = 10 * 1024 * 1024
+NOTE = "\n[… truncated: "
+"""How every truncation note starts."""
+NOTE_ROOM = 200
+"""Characters a truncation note may add past a limit."""
 MAX_ENTRIES = 500
 MAX_PATH = 4096
 MAX_NAME = 255
@@ -32,11 +39,24 @@ class ToolFailure(Exception):
     """A tool refused or failed; its message goes back to the model as an error result."""
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What a model may make the workspace tools hold or write (the runner fills these from ``limits.*``).
+
+    Attributes:
+        output_chars: text ``read_file`` returns at most (``limits.tool_output_chars``).
+        write_bytes: the largest content ``write_file`` writes (``limits.write_file_bytes``).
+    """
+
+    output_chars: int = MAX_OUTPUT
+    write_bytes: int = MAX_WRITE
+
+
 def truncate(text: str, limit: int = MAX_OUTPUT) -> str:
     """``text`` cut to ``limit`` characters, with a note saying how much was left out."""
     if len(text) <= limit:
         return text
-    return text[:limit] + f"\n[… truncated: {len(text) - limit} more characters not shown]"
+    return text[:limit] + f"{NOTE}{len(text) - limit} more characters not shown]"
 
 
 def _is_text(value: str) -> bool:
@@ -89,18 +109,18 @@ def list_files(root: Path, path: str = ".") -> str:
             break
     if not lines:
         return "(empty)"
-    note = f"\n[… truncated: more than {MAX_ENTRIES} entries]" if len(lines) > MAX_ENTRIES else ""
+    note = f"{NOTE}more than {MAX_ENTRIES} entries]" if len(lines) > MAX_ENTRIES else ""
     return "\n".join(lines[:MAX_ENTRIES]) + note
 
 
-def read_file(root: Path, path: str) -> str:
+def read_file(root: Path, path: str, limit: int = MAX_OUTPUT) -> str:
     target = resolve_path(root, path)
     if not target.is_file():
         raise ToolFailure(f"{path!r} does not exist or is not a file" + ("" if target.exists() else
                           "; call list_files to see what is there"))
     size = target.stat().st_size
     with open(target, "rb") as fh:
-        head = fh.read(MAX_OUTPUT * 4 + 1)
+        head = fh.read(limit * 4 + 1)  # at most 4 bytes a character: enough for `limit` characters
     if b"\x00" in head[:8192]:
         return f"[binary file, {size} bytes: not shown]"
     try:
@@ -109,17 +129,20 @@ def read_file(root: Path, path: str) -> str:
         if exc.start < len(head) - 4:  # not just a character cut at the read boundary
             return f"[binary or non-UTF-8 file, {size} bytes: not shown]"
         text = head[:exc.start].decode("utf-8")
-    if len(text) > MAX_OUTPUT or size > len(head):
-        return text[:MAX_OUTPUT] + (
-            f"\n[… truncated: the file is {size} bytes; only the first {MAX_OUTPUT} characters shown]")
+    if len(text) > limit or size > len(head):
+        return text[:limit] + f"{NOTE}the file is {size} bytes; only the first {limit} characters shown]"
     return text
 
 
-def write_file(root: Path, path: str, content: Any) -> str:
+def write_file(root: Path, path: str, content: Any, limit: int = MAX_WRITE) -> str:
     if not isinstance(content, str):
         raise ToolFailure("content must be a string")
     if not _is_text(content):
         raise ToolFailure("content is not valid Unicode text (it holds a lone surrogate); nothing was written")
+    size = len(content) if len(content) > limit else len(content.encode())  # characters <= bytes: skip encoding
+    if size > limit:
+        raise ToolFailure(f"content is {'at least ' if size == len(content) else ''}{size} bytes; write_file writes at "
+                          f"most {limit} bytes (limits.write_file_bytes); nothing was written: write a shorter file")
     target = resolve_path(root, path)
     if target.is_dir():
         raise ToolFailure(f"{path!r} is a directory")
@@ -157,8 +180,9 @@ async def run_shell(root: Path, command: Any, timeout: float = SHELL_TIMEOUT) ->
     return truncate(f"exit code {proc.returncode}\n{text}")
 
 
-async def call(name: str, root: Path, args: dict[str, Any]) -> str:
+async def call(name: str, root: Path, args: dict[str, Any], limits: Limits | None = None) -> str:
     """Run built-in tool ``name`` with ``args`` (bad arguments are a ToolFailure, like any refusal)."""
+    limits = limits or Limits()
     root.mkdir(parents=True, exist_ok=True)
     try:
         if name == "run_shell":
@@ -166,9 +190,10 @@ async def call(name: str, root: Path, args: dict[str, Any]) -> str:
         if name == "list_files":
             return await asyncio.to_thread(list_files, root, str(args.get("path") or "."))
         if name == "read_file":
-            return await asyncio.to_thread(read_file, root, args.get("path"))  # type: ignore[arg-type]
+            return await asyncio.to_thread(read_file, root, args.get("path"), limits.output_chars)  # type: ignore[arg-type]
         if name == "write_file":
-            return await asyncio.to_thread(write_file, root, args.get("path"), args.get("content"))  # type: ignore[arg-type]
+            return await asyncio.to_thread(write_file, root, args.get("path"), args.get("content"),  # type: ignore[arg-type]
+                                           limits.write_bytes)
     except OSError as exc:
         raise ToolFailure(f"{name} failed: {exc.strerror or exc}") from None
     raise ToolFailure(f"unknown tool {name!r}")

@@ -62,7 +62,9 @@ class LocalStack:
     @classmethod
     def bare(cls, home: Path, **extra: str) -> LocalStack:
         """A stack on free ports with only ``extra`` set (zero-config tests)."""
-        env = {"STIGMER_HOME": str(home), "PYTHONPATH": str(REPO), "STIGMER_SERVER_PORT": str(free_port()),
+        # The caller's PYTHONPATH stays behind the repo's: a worktree's own src/ must win over an installed copy.
+        pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+        env = {"STIGMER_HOME": str(home), "PYTHONPATH": pythonpath, "STIGMER_SERVER_PORT": str(free_port()),
                "STIGMER_TEMPORAL_PORT": str(free_port()), "STIGMER_TEMPORAL_UI_PORT": str(free_port())}
         env.update(extra)
         return cls(home=home, env=env)

@@ -51,13 +51,13 @@ class EventBatch(BaseModel):
 async def start_execution(request: StartRequest, state: StateDep) -> dict[str, Any]:
     execution_id = secrets.token_hex(6)
     try:
-        params = await prepare_input(state, execution_id, request.agent, request.message, request.model,
-                                     request.workspace)
+        params, expected_model = await prepare_input(state, execution_id, request.agent, request.message,
+                                                     request.model, request.workspace)
     except UserError as exc:
         raise ApiError(getattr(exc, "status", 400), exc.message, exc.hint) from None
     workflow_id = f"stigmer-exec-{execution_id}"
     state.store.create_execution(execution_id, agent=request.agent, message=request.message,
-                                 model=params.model.to_dict(), workspace=params.workspace, workflow_id=workflow_id)
+                                 model=expected_model, workspace=params.workspace, workflow_id=workflow_id)
     try:
         await start_workflow(state, params, workflow_id)
     except ApiError:

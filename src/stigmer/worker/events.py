@@ -39,7 +39,8 @@ from ..config import envvars as ev
 log = logging.getLogger("stigmer.events")
 
 SPOOL_DIR = "event-spool"  # under $STIGMER_HOME/data
-EVENT_TYPES = ("step_started", "token", "tool_started", "tool_finished", "message", "completed", "failed")
+EVENT_TYPES = ("model_resolved", "step_started", "token", "tool_started", "tool_finished", "message", "completed",
+               "failed")
 
 
 def event(execution_id: str, type_: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -4,8 +4,9 @@ First present wins: the run's model (``stigmer run --model``, the API's ``model`
 ``spec.model``, then the runner's own configuration (``--llm-provider/--llm-model/--llm-base-url``,
 their variables, its config file, detection), as a cloud deployment configures a runner. A name is
 resolved with this runner's configuration, so its aliases apply and, for models of its configured
-provider, its ``llm.base_url`` is used: that is how a runner on another host reaches its own model server. The workflow records the result, so a
-replay or a retry on another runner never changes the model.
+provider, its ``llm.base_url`` is used: that is how a runner on another host reaches its own model
+server. The workflow records the result, so a replay or a retry on another runner never changes the
+model.
 """
 
 from __future__ import annotations

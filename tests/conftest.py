@@ -13,7 +13,8 @@ from tests.support.temporal import TemporalServer, start_temporal
 
 # Variables that would leak the developer's own setup into a test.
 _FOREIGN = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OLLAMA_HOST", "OLLAMA_BASE_URL", "TEMPORAL_ADDRESS",
-            "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_SERVICE_ADDRESS", "LLM_PROVIDER", "LLM_MODEL", "MODE")
+            "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_SERVICE_ADDRESS", "LLM_PROVIDER", "LLM_MODEL", "MODE",
+            "TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE", "TEMPORAL_MAX_CONCURRENCY")
 
 
 @pytest.fixture(autouse=True)

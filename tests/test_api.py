@@ -1,7 +1,7 @@
 """The daemon's HTTP API, served by uvicorn on loopback, with a stand-in Temporal client.
 
 What a client of the API would notice: the token is required, bad payloads name the field,
-applies are all-or-nothing, executions start with the model pinned, and event streams replay,
+applies are all-or-nothing, executions start with the model asked for, and event streams replay,
 go live, and end with the execution's last event.
 """
 
@@ -115,7 +115,7 @@ def test_apply_get_and_delete_resources(http: httpx.Client) -> None:
     assert http.get("/v1/agents").json()["items"] == []
 
 
-def test_starting_an_execution_pins_the_model_and_inlines_the_servers(
+def test_starting_an_execution_asks_for_the_model_and_inlines_the_servers(
         http: httpx.Client, temporal: FakeTemporal, tmp_path: Path) -> None:
     script = tmp_path / "script.json"
     http.post("/v1/apply", json={"documents": [server_doc("time"), agent("clock", mcpServers=["time"])]})
@@ -128,12 +128,46 @@ def test_starting_an_execution_pins_the_model_and_inlines_the_servers(
     assert started["id"] == f"stigmer-exec-{execution['id']}"
     assert started["task_queue"] == "stigmer-agents"
     params = started["input"]
-    assert (params.model.provider, params.model.model) == ("scripted", str(script))
+    # The runner pins the model (stigmer.resolve_model); the daemon passes what was asked for and by whom.
+    assert (params.model, params.model_name, params.model_source) == (None, f"scripted:{script}", "run")
+    assert (execution["model"]["provider"], execution["model"]["model"]) == ("scripted", str(script))
     assert params.agent["mcpServers"][0]["name"] == "time"
     assert params.agent["mcpServers"][0]["stdio"]["command"] == "python"
     assert Path(params.workspace).is_dir()
     assert "sk-ant-secret-0000" not in repr(params)
     assert http.get(f"/v1/executions/{execution['id']}").json()["agent"] == "clock"
+
+
+def test_the_model_asked_for_comes_from_the_run_else_the_agent_else_the_runner(
+        http: httpx.Client, temporal: FakeTemporal) -> None:
+    http.post("/v1/apply", json={"documents": [agent("pinned", model="scripted:agent.json"), agent("plain")]})
+    for body in ({"agent": "pinned", "model": "scripted:run.json"}, {"agent": "pinned"}, {"agent": "plain"}):
+        assert http.post("/v1/executions", json={**body, "message": "hi"}).status_code == 201
+    asked = [(s["input"].model_name, s["input"].model_source) for s in temporal.started]
+    assert asked == [("scripted:run.json", "run"), ("scripted:agent.json", "agent"), (None, "runner")]
+
+
+def test_without_runners_of_its_own_the_daemon_leaves_an_unknown_model_name_to_the_runners(
+        stigmer_home: Path, monkeypatch: pytest.MonkeyPatch, temporal: FakeTemporal) -> None:
+    """Remote runners have their own configuration (aliases, model servers): only they can say no."""
+    monkeypatch.setenv("STIGMER_PLUGINS", PLUGIN)
+    remote = scripted_config(stigmer_home, STIGMER_RUNNER_WORKERS="0")
+    with serve_api(make_context(remote, fake_client(temporal)), publish=False) as api, \
+            httpx.Client(base_url=api.url, headers=api.headers(), timeout=10) as client:
+        client.post("/v1/apply", json={"documents": [agent("hello")]})
+        response = client.post("/v1/executions", json={"agent": "hello", "message": "hi", "model": "team-fast"})
+    assert response.status_code == 201, response.text
+    assert temporal.started[0]["input"].model_name == "team-fast"
+    assert response.json()["model"]["model"] == "team-fast"
+
+
+def test_with_runners_of_its_own_an_unknown_model_name_is_refused_at_once(
+        http: httpx.Client, temporal: FakeTemporal) -> None:
+    http.post("/v1/apply", json={"documents": [agent("hello")]})
+    response = http.post("/v1/executions", json={"agent": "hello", "message": "hi", "model": "team-fast"})
+    assert response.status_code == 400
+    assert "unknown model 'team-fast'" in response.json()["detail"]
+    assert temporal.started == []
 
 
 def test_an_unknown_agent_is_a_404_with_did_you_mean(http: httpx.Client, temporal: FakeTemporal) -> None:

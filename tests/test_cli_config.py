@@ -25,6 +25,18 @@ def test_show_json_maps_every_key_to_value_source_origin() -> None:
     assert all(set(v) == {"value", "source", "origin"} for v in data.values())
 
 
+def test_show_names_the_upstream_runner_variable_that_set_a_value() -> None:
+    env = {"TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE": "agents-gpu", "TEMPORAL_MAX_CONCURRENCY": "7"}
+    out = stigmer("config", "show", "--json", "--llm-provider", "ollama", env=env)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["runner.task_queue"] == {"value": "agents-gpu", "source": "env",
+                                         "origin": "TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE"}
+    assert data["runner.max_concurrent"] == {"value": 7, "source": "env", "origin": "TEMPORAL_MAX_CONCURRENCY"}
+    table = stigmer("config", "show", "--llm-provider", "ollama", env=env)
+    assert "TEMPORAL_MAX_CONCURRENCY" in table.stdout and "agents-gpu" in table.stdout
+
+
 def test_secret_is_masked_in_show_and_get(stigmer_home: Path) -> None:
     env = {"ANTHROPIC_API_KEY": SECRET}
     shown = stigmer("config", "show", env=env)

@@ -78,7 +78,8 @@ def test_the_api_starts_an_execution_that_streams_to_completed(env: Stack) -> No
             events = [json.loads(line[5:]) for line in response.iter_lines() if line.startswith("data:")]
         final = http.get(f"/v1/executions/{execution['id']}").json()
     types = [e["type"] for e in events]
-    assert types[0] == "step_started" and types[-1] == "completed"
+    assert types[:2] == ["model_resolved", "step_started"] and types[-1] == "completed"
+    assert (events[0]["data"]["source"], events[0]["data"]["origin"]) == ("agent", "agent api-hello spec.model")
     assert "".join(e["data"]["text"] for e in events if e["type"] == "token") == "Hello from the runner."
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert (final["status"], final["output"], final["steps"]) == ("completed", "Hello from the runner.", 1)

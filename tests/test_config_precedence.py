@@ -167,3 +167,87 @@ def test_children_resolve_the_same_configuration_from_to_env(stigmer_home: Path)
     child = resolve({}, parent.to_env(), detector=FakeDetector(ollama_up=True))
     for key in parent.items:
         assert child.items[key].value == parent.items[key].value, key
+
+
+@pytest.mark.parametrize("key_where", ["env", "file"])
+@pytest.mark.parametrize(("detector", "provider", "origin_part"), [
+    (FakeDetector(ollama_up=True, embedded=True), "ollama", "Ollama answers"),
+    (FakeDetector(embedded=True), "llamacpp", "embedded"),
+])
+def test_mode_local_is_an_explicit_choice_an_anthropic_key_does_not_switch(
+        stigmer_home: Path, key_where: str, detector: FakeDetector, provider: str, origin_part: str) -> None:
+    env = {"STIGMER_HOME": str(stigmer_home), "MODE": "local"}
+    if key_where == "env":
+        env["ANTHROPIC_API_KEY"] = "sk-ant-test-0000000000000000"
+    else:
+        (stigmer_home / "config.yaml").write_text("llm:\n  api_key: sk-ant-test-0000000000000000\n")
+    cfg = resolve({}, env, detector=detector)
+    item = cfg.items["llm.provider"]
+    assert (item.value, item.source) == (provider, "detected")
+    assert item.origin.startswith("MODE=local") and origin_part in item.origin
+
+
+def test_mode_local_with_no_local_model_says_so_and_an_explicit_provider_still_wins(stigmer_home: Path) -> None:
+    env = {"STIGMER_HOME": str(stigmer_home), "MODE": "local", "ANTHROPIC_API_KEY": "sk-ant-test-0000000000000000"}
+    none = resolve({}, env, detector=NOTHING)
+    assert none.llm.provider is None
+    with pytest.raises(Exception, match="MODE=local") as info:
+        none.require_provider()
+    assert "unset MODE" in str(info.value)
+    chosen = resolve({"llm.provider": ("anthropic", "--llm-provider")}, env, detector=NOTHING)
+    assert (chosen.llm.provider, chosen.items["llm.provider"].origin) == ("anthropic", "--llm-provider")
+
+
+# The upstream runner's own variable names, below stigmer's names and above the file.
+UPSTREAM = {
+    "runner.task_queue": ("STIGMER_RUNNER_TASK_QUEUE", ("STIGMER_TASK_QUEUE",
+                                                        "TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE"),
+                          "--task-queue", "q-file"),
+    "runner.max_concurrent": ("STIGMER_RUNNER_MAX_CONCURRENT", ("TEMPORAL_MAX_CONCURRENCY",), "--max-concurrent", 9),
+}
+
+
+def _upstream_cases() -> list[tuple[str, str]]:
+    return [(key, name) for key, (_, names, _, _) in UPSTREAM.items() for name in names]
+
+
+@pytest.mark.parametrize(("key", "upstream"), _upstream_cases())
+def test_upstream_runner_variables_rank_flag_stigmer_upstream_file_default(
+        stigmer_home: Path, key: str, upstream: str) -> None:
+    own, names, flag, file_value = UPSTREAM[key]
+    section, _, name = key.partition(".")
+    (stigmer_home / "config.yaml").write_text(yaml.safe_dump({section: {name: file_value}}))
+    base = {"STIGMER_HOME": str(stigmer_home), "STIGMER_LLM_PROVIDER": "ollama"}
+
+    def winner(flags: dict[str, tuple[object, str]], **env: str) -> tuple[object, str, str]:
+        item = resolve(flags, {**base, **env}, detector=NOTHING).items[key]
+        return item.value, item.source, item.origin
+
+    assert winner({}, **{upstream: "11"})[1:] == ("env", upstream)
+    assert winner({}, **{upstream: "11", own: "12"}) == (_typed(key, "12"), "env", own)
+    assert winner({(key): ("13", flag)}, **{upstream: "11", own: "12"}) == (_typed(key, "13"), "flag", flag)
+    assert winner({})[1] == "file"
+    (stigmer_home / "config.yaml").unlink()
+    assert winner({})[1:] == ("default", "built-in default")
+    if len(names) == 2:  # the two upstream task-queue names: the first listed wins over the second
+        assert winner({}, **{names[0]: "a", names[1]: "b"}) == ("a", "env", names[0])
+
+
+def _typed(key: str, raw: str) -> object:
+    return int(raw) if key == "runner.max_concurrent" else raw
+
+
+def test_a_child_given_its_parents_origins_says_why_and_its_own_flags_still_say_flag(stigmer_home: Path) -> None:
+    from stigmer.config.resolve import origins_json, restore_origins
+    from stigmer.worker.main import describe
+
+    parent = resolve({}, {"STIGMER_HOME": str(stigmer_home)}, detector=FakeDetector(ollama_up=True))
+    env = {**parent.to_env(), "STIGMER_CONFIG_ORIGINS": origins_json(parent)}
+    child = restore_origins(resolve({"runner.task_queue": ("gpu", "--task-queue")}, env, detector=NOTHING), env)
+    provider = child.items["llm.provider"]
+    assert (provider.source, provider.origin) == ("detected", "Ollama answers at http://127.0.0.1:11434")
+    assert (child.items["runner.task_queue"].source, child.value("runner.task_queue")) == ("flag", "gpu")
+    line = describe(child)
+    assert "provider=ollama (detected Ollama answers at http://127.0.0.1:11434)" in line
+    assert "model=qwen2.5-coder:7b (default model for ollama; provider detected: Ollama answers at" in line
+    assert "task_queue=gpu (flag --task-queue)" in line

@@ -204,6 +204,15 @@ def test_logs_shows_component_lines_and_names_unknown_ones(running: LocalStack) 
     assert bad.returncode == 2 and "did you mean" in bad.stderr and "runner-1" in bad.stderr
 
 
+def test_daemon_log_names_the_llm_and_why_and_logs_are_plain_text(running: LocalStack) -> None:
+    daemon_log = (running.home / "logs" / "daemon.log").read_text()
+    script = running.env["STIGMER_LLM_MODEL"]
+    assert (f"llm: provider scripted (from the environment variable STIGMER_LLM_PROVIDER), model {script} "
+            "(from the environment variable STIGMER_LLM_MODEL)") in daemon_log
+    for path in (running.home / "logs").glob("*"):
+        assert "\x1b[" not in path.read_text(errors="replace"), f"ANSI escape codes in {path.name}"
+
+
 def test_status_json_reports_llm_source_as_the_cli_resolved_it(running: LocalStack) -> None:
     data = running.status()
     assert data["running"] is True

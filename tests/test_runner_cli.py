@@ -40,8 +40,8 @@ def test_legacy_env_contract_logs_what_it_uses_and_stops_cleanly_on_sigterm(tmp_
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0, log.read_text()
         text = log.read_text()
-        assert f"provider=anthropic ({'MODE=cloud'})" in text
-        assert f"model={DEFAULT_MODELS['anthropic']}" in text
+        assert "provider=anthropic (env MODE=cloud)" in text
+        assert f"model={DEFAULT_MODELS['anthropic']} (default model for anthropic; provider env: MODE=cloud)" in text
         assert f"temporal={temporal_server.address} namespace=default task_queue={queue}" in text
         assert "runner exited cleanly" in text
         assert SECRET not in text and SECRET[-8:] not in text
@@ -93,3 +93,44 @@ async def test_a_daemon_that_is_down_does_not_fail_the_execution(tmp_path: Path,
         result = await (await start(client, execution(script), queue)).result()
     assert result.output == "Still fine."
     assert "could not post" in log.read_text()
+
+
+@pytest.mark.parametrize("queue_var", ["STIGMER_TASK_QUEUE", "TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE"])
+async def test_upstream_task_queue_and_concurrency_variables_are_read_and_the_flags_still_win(
+        tmp_path: Path, temporal_server: Any, queue_var: str) -> None:
+    client = await Client.connect(temporal_server.address)
+    script = write_script(tmp_path / "s.json", [{"content": "Polled."}])
+    upstream_queue, flag_queue = f"up-{uuid.uuid4().hex[:8]}", f"flag-{uuid.uuid4().hex[:8]}"
+    env = {**runner_env(temporal_server.address, "unused"), queue_var: upstream_queue, "TEMPORAL_MAX_CONCURRENCY": "3"}
+    del env["STIGMER_RUNNER_TASK_QUEUE"]
+    log = tmp_path / "upstream.log"
+    with running(spawn_runner(env, log)):
+        assert (await (await start(client, execution(script), upstream_queue)).result()).output == "Polled."
+    text = log.read_text()
+    assert f"task_queue={upstream_queue} (env {queue_var}) max_concurrent=3 (env TEMPORAL_MAX_CONCURRENCY)" in text
+    flagged = tmp_path / "flags.log"
+    with running(spawn_runner(env, flagged, "--task-queue", flag_queue, "--max-concurrent", "4")):
+        assert (await (await start(client, execution(script), flag_queue)).result()).output == "Polled."
+    wanted = f"task_queue={flag_queue} (flag --task-queue) max_concurrent=4 (flag --max-concurrent)"
+    assert wanted in flagged.read_text()
+
+
+def test_runner_logs_are_plain_text_when_not_on_a_terminal(tmp_path: Path) -> None:
+    """The Temporal SDK core's own warnings (here: its server went away) carried ANSI colour codes into log files."""
+    from tests.support.temporal import start_temporal
+
+    server = start_temporal(log=tmp_path / "temporal.log")
+    log = tmp_path / "runner.log"
+    try:
+        proc = spawn_runner(runner_env(server.address, f"plain-{uuid.uuid4().hex[:8]}"), log)
+        with running(proc):
+            wait_for(lambda: "runner started" in log.read_text(), timeout=60, what="runner start")
+            server.kill()
+            wait_for(lambda: "retried" in log.read_text(), timeout=60, what="the SDK core's retry warning")
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    finally:
+        server.stop()
+    text = log.read_text()
+    assert "\x1b[" not in text, [line for line in text.splitlines() if "\x1b[" in line][:3]
+    assert "WARNING temporalio.core" in text  # the core's lines come through Python logging, formatted like ours

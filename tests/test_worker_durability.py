@@ -99,6 +99,33 @@ async def test_kill_during_a_model_call(tmp_path: Path, temporal_server: Any) ->
     await _replay(client, handle.id, "kill_during_model.json")
 
 
+async def test_a_retry_on_a_differently_configured_runner_keeps_the_pinned_model(tmp_path: Path,
+                                                                               temporal_server: Any) -> None:
+    """The first runner resolves the model (its own configuration) and dies mid model call; the second, configured
+    with another model, finishes the execution on the pinned one."""
+    from dataclasses import replace
+
+    first = write_script(tmp_path / "first.json", [{"content": "the first runner's model", "delay": 60,
+                                                    "delay_attempts": 1}])
+    second = write_script(tmp_path / "second.json", [{"content": "the second runner's model"}])
+    queue = f"dur-{uuid.uuid4().hex[:8]}"
+    client = await Client.connect(temporal_server.address)
+    inp = replace(execution(first, **FAST), model=None)  # the daemon's shape: no model, the runner decides
+    with running(spawn_runner(runner_env(temporal_server.address, queue, {"STIGMER_LLM_MODEL": first}),
+                              tmp_path / "runner1.log")) as one:
+        handle = await start(client, inp, queue)
+        wait_for(lambda: len(read_calls(first)) == 1, timeout=60, what="first model call started")
+        _kill(one)
+    with running(spawn_runner(runner_env(temporal_server.address, queue, {"STIGMER_LLM_MODEL": second}),
+                              tmp_path / "runner2.log")):
+        result = await handle.result()
+    assert result.output == "the first runner's model"
+    assert read_calls(second) == []
+    calls = read_calls(first)
+    assert len(calls) == 2 and calls[0]["pid"] != calls[1]["pid"], "the model call should be retried on runner 2"
+    await _replay(client, handle.id, "kill_after_model_resolved.json")
+
+
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.name)
 async def test_saved_histories_replay_without_nondeterminism(path: Path) -> None:
     from temporalio.client import WorkflowHistory

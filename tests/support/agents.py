@@ -59,11 +59,11 @@ async def worker_in_process(env: dict[str, str], monkeypatch: Any) -> AsyncItera
         await asyncio.wait_for(task, 30)
 
 
-def spawn_runner(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """``stigmer runner`` as a child process (own session, so a test can kill -9 it)."""
+def spawn_runner(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``stigmer runner ARGS`` as a child process (own session, so a test can kill -9 it)."""
     child_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     out = open(log, "ab")  # noqa: SIM115 - handed to the child
-    return subprocess.Popen([sys.executable, "-m", "stigmer", "runner"], env=child_env, stdout=out,
+    return subprocess.Popen([sys.executable, "-m", "stigmer", "runner", *args], env=child_env, stdout=out,
                             stderr=subprocess.STDOUT, start_new_session=True, cwd=str(REPO))
 
 

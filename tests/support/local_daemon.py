@@ -62,9 +62,9 @@ class LocalStack:
     @classmethod
     def bare(cls, home: Path, **extra: str) -> LocalStack:
         """A stack on free ports with only ``extra`` set (zero-config tests)."""
-        # this checkout's src/ first: the venv's editable install may point at another worktree
-        env = {"STIGMER_HOME": str(home), "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]),
-               "STIGMER_SERVER_PORT": str(free_port()),
+        # this checkout's src/ first (the venv's editable install may point at another worktree), then the caller's
+        pythonpath = os.pathsep.join(p for p in (str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+        env = {"STIGMER_HOME": str(home), "PYTHONPATH": pythonpath, "STIGMER_SERVER_PORT": str(free_port()),
                "STIGMER_TEMPORAL_PORT": str(free_port()), "STIGMER_TEMPORAL_UI_PORT": str(free_port())}
         env.update(extra)
         return cls(home=home, env=env)

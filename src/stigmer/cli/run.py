@@ -1,7 +1,9 @@
 """``stigmer run AGENT "message"``: start an execution and stream it live.
 
-Tokens are printed as they come, each tool call with its arguments and a short result, then
-the final answer, the steps and the elapsed time. ``--json`` prints JSON Lines instead (one
+The model the runner resolved is shown first, with the source that won (``--model``, the
+agent's ``spec.model``, or the runner's own configuration). Tokens are printed as they come,
+each tool call with its arguments and a short result, then the final answer, the steps and
+the elapsed time. ``--json`` prints JSON Lines instead (one
 event per line, the last one ``completed`` with ``output`` or ``failed`` with ``error``). The exit
 code is 0 only when the execution completed. Ctrl-C asks whether to cancel or detach.
 """
@@ -63,6 +65,8 @@ class Renderer:
             if data.get("content") and data.get("step") not in self.steps_with_tokens:
                 self._line(str(data["content"]))
                 self.streamed = True
+        elif kind == "model_resolved":
+            click.secho(model_line(data), file=self.err, fg="bright_black")
         elif kind == "step_started" and int(data.get("attempt") or 1) > 1:
             self._line(f"↻ step {data.get('step')}: retrying (attempt {data.get('attempt')})", fg="yellow")
         elif kind == "tool_started":
@@ -105,6 +109,12 @@ class Renderer:
             click.secho("✗ cancelled", file=self.err, fg="yellow")
         else:
             click.secho(f"✗ failed: {data.get('error', 'unknown error')}", file=self.err, fg="red")
+
+
+def model_line(data: dict[str, Any]) -> str:
+    """``model ollama:llama3.2 (runner: env STIGMER_LLM_MODEL)``: the model the runner pinned, and which source won."""
+    model = data.get("model") or {}
+    return f"model {model.get('provider')}:{model.get('model')} ({data.get('source')}: {data.get('origin')})"
 
 
 def outcome(event: dict[str, Any]) -> int | None:
@@ -248,9 +258,8 @@ def run(agent: str, message: str, model: str | None, workspace: Path | None, det
             click.echo(json.dumps(execution, default=str) if as_json else execution_id)
             return
         try:
-            if not as_json:
-                click.secho(f"execution {execution_id} · agent {agent} · {execution['model'].get('provider')}:"
-                            f"{execution['model'].get('model')}", err=True, fg="bright_black")
+            if not as_json:  # the model follows once the runner has resolved it (``model_resolved``)
+                click.secho(f"execution {execution_id} · agent {agent}", err=True, fg="bright_black")
             code = follow(client, execution_id, as_json=as_json)
         except KeyboardInterrupt:
             code = _ask_cancel_or_detach(client, execution_id)

@@ -1,9 +1,13 @@
 """``stigmer runner``: start a runner worker alone (cloud deployments, scaling out on many machines).
 
 Configuration is read like everywhere else (flags > env > file > default), and the environment
-contract of existing runner deployments works unchanged: ``MODE`` (local/cloud; cloud means
-Anthropic), ``STIGMER_LLM_*``, ``OLLAMA_BASE_URL``, ``TEMPORAL_SERVICE_ADDRESS``, ``TEMPORAL_NAMESPACE``.
-It logs what it uses (never a key) and stops cleanly, exit code 0, on SIGTERM or Ctrl-C.
+contract of existing runner deployments works unchanged: ``MODE`` (``cloud``: Anthropic; ``local``: a
+local model, even with an Anthropic key around), ``STIGMER_LLM_*``, ``OLLAMA_BASE_URL``,
+``TEMPORAL_SERVICE_ADDRESS``, ``TEMPORAL_NAMESPACE``, ``STIGMER_TASK_QUEUE`` /
+``TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE``, ``TEMPORAL_MAX_CONCURRENCY``. Its LLM settings are real:
+an execution that names no model (no ``stigmer run --model``, no agent ``spec.model``) runs on this
+runner's model, through its ``llm.base_url``. It logs what it uses and why (never a key) and stops
+cleanly, exit code 0, on SIGTERM or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -21,19 +25,34 @@ from ._options import config_flags, flags_from, load_config
 
 
 def _setup_logging(level: str) -> None:
+    """Plain lines on stderr, the Temporal SDK core's included (it would colour its own with ANSI codes)."""
+    from ..worker.main import forward_core_logs
+
     component = os.environ.get("STIGMER_COMPONENT", "runner")
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
                         format=f"%(asctime)s {component} %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpcore", "temporalio.activity", "mcp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    forward_core_logs()
+
+
+def _load(flags: dict[str, tuple[Any, str]]) -> Any:
+    """The runner's configuration; a daemon's runner child says why each value is what it is, not just "env".
+
+    A daemon hands its runners its settings as variables, plus ``STIGMER_CONFIG_ORIGINS`` (the source and
+    origin of each, no values); settings this runner got from the environment take those back.
+    """
+    from ..config.resolve import restore_origins
+
+    return restore_origins(load_config(flags), os.environ)
 
 
 def _warn_about_llm(cfg: Any) -> None:
     log = logging.getLogger("stigmer.runner")
     provider = cfg.llm.provider
     if provider is None:
-        log.warning("no default LLM is configured; executions must pin a model. %s",
-                    (cfg.provider_error or "").splitlines()[0])
+        log.warning("no LLM is configured on this runner: executions that name no model (no `stigmer run --model`, "
+                    "no agent spec.model) will fail. %s", (cfg.provider_error or "").splitlines()[0])
     elif provider in ("anthropic", "openai") and not cfg.api_key_for(provider):
         var = "ANTHROPIC_API_KEY" if provider == "anthropic" else "OPENAI_API_KEY"
         log.warning("provider %s has no API key: set %s in this runner's environment", provider, var)
@@ -61,6 +80,9 @@ async def _serve(cfg: Any) -> None:
 def runner(**kwargs: Any) -> None:
     """Start a runner worker: it polls the task queue and runs agent executions until SIGTERM.
 
+    The model of each execution it picks up: `stigmer run --model`, else the agent's spec.model,
+    else this runner's own --llm-provider/--llm-model/--llm-base-url (or their variables).
+
     \b
     Examples:
       stigmer runner --temporal-address my-cluster:7233 --llm-model claude-sonnet-5-5
@@ -76,7 +98,7 @@ def runner(**kwargs: Any) -> None:
     if kwargs.get("max_concurrent") is not None:
         flags["runner.max_concurrent"] = (kwargs["max_concurrent"], "--max-concurrent")
     _setup_logging(log_level)
-    cfg = load_config(flags)
+    cfg = _load(flags)
     _warn_about_llm(cfg)
     try:
         asyncio.run(_serve(cfg))

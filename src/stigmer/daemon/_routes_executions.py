@@ -87,10 +87,10 @@ async def start_execution(request: StartRequest, state: StateDep, response: Resp
 
 async def _start_new(state: ApiState, request: StartRequest, key: str | None) -> dict[str, Any]:
     execution_id = secrets.token_hex(6)
-    params = await _prepared(state, execution_id, request)
+    params, expected_model = await _prepared(state, execution_id, request)
     workflow_id = f"stigmer-exec-{execution_id}"
     created = state.store.create_execution(execution_id, agent=request.agent, message=request.message,
-                                           model=params.model.to_dict(), workspace=params.workspace,
+                                           model=expected_model, workspace=params.workspace,
                                            workflow_id=workflow_id, idempotency_key=key)
     assert created is not None  # a key is only used under its lock, after checking it is new
     await _start(state, params, created)
@@ -105,7 +105,7 @@ async def _start_again(state: ApiState, request: StartRequest, existing: dict[st
         raise ApiError(409, f"this Idempotency-Key already started execution {existing['id']} with another agent "
                             "or message", "send a new Idempotency-Key for each new run")
     if existing["status"] == "pending" and existing["error"]:
-        params = await _prepared(state, existing["id"], request)
+        params, _ = await _prepared(state, existing["id"], request)
         await _start(state, params, existing)
     execution = state.store.get_execution(existing["id"])
     assert execution is not None

@@ -1,9 +1,12 @@
 """Starting an execution: everything is resolved and checked here, before a workflow exists.
 
-The agent is looked up, its MCP servers inlined into a snapshot, the model resolved once and
-pinned (``ModelSpec``, no secret), and the model checked (reachable, pulled, able to call tools
-when the agent has tools), so a run that cannot work fails now with a clear 4xx instead of
-minutes later inside a worker.
+The agent is looked up, its MCP servers inlined into a snapshot, and the model asked for noted
+with where it came from (``stigmer run --model`` / the API's ``model``, else the agent's
+``spec.model``, else none: the runner's own configuration). The runner that picks the execution
+up resolves and pins it (``stigmer.resolve_model``), because only it knows its own configuration
+and model server. When the daemon supervises the runners, they share its configuration, so it
+still checks the model first (known, reachable, pulled, able to call tools when the agent has
+tools): a run that cannot work fails now with a clear 4xx instead of inside a worker.
 """
 
 from __future__ import annotations
@@ -41,6 +44,24 @@ def _check_model(cfg: Config, name: str | None, needs_tools: bool) -> ModelSpec:
     return spec
 
 
+def expected_model(cfg: Config, name: str | None, needs_tools: bool) -> dict[str, Any]:
+    """The model the execution's record shows until its runner reports the one it resolved (``model_resolved``).
+
+    With runners of its own (``runner.workers`` > 0), which share this configuration, the daemon checks
+    the model fully and refuses a run that cannot work. Without, the runners are elsewhere with their own
+    configuration: the daemon's resolution is only a guess, and a name it does not know may be one they do.
+    """
+    if int(cfg.value("runner.workers")) > 0:
+        return _check_model(cfg, name, needs_tools).to_dict()
+    from ..providers.registry import resolve_model
+
+    try:
+        return resolve_model(cfg, name).to_dict()
+    except UserError:
+        return {"provider": "?", "model": name or "?", "base_url": None, "params": {},
+                "reason": "resolved by the runner that picks the execution up"}
+
+
 def _workspace(cfg: Config, agent_name: str, requested: str | None, configured: str | None) -> str:
     """The run's workspace: the request's, else the agent's, else ``workspaces/<agent>``, checked and made.
 
@@ -75,8 +96,9 @@ def _refused(agents: bool, field: str, message: str, hint: str | None) -> ApiErr
 
 
 async def prepare_input(state: ApiState, execution_id: str, agent_name: str, message: str, model: str | None,
-                        workspace: str | None) -> ExecutionInput:
-    """The workflow input for a new execution; ApiError/UserError when it cannot run."""
+                        workspace: str | None) -> tuple[ExecutionInput, dict[str, Any]]:
+    """The workflow input for a new execution and the model its record starts with; ApiError/UserError when it
+    cannot run."""
     from ..resources import Agent, McpServer, agent_snapshot, parse_document
     from ..worker.params import ExecutionInput
 
@@ -96,10 +118,13 @@ async def prepare_input(state: ApiState, execution_id: str, agent_name: str, mes
     except UserError as exc:
         raise ApiError(409, exc.message, exc.hint) from None
     needs_tools = bool(agent.spec.tools or agent.spec.mcp_servers)
-    spec = await asyncio.to_thread(_check_model, state.ctx.config, model or agent.spec.model, needs_tools)
+    requested = model or agent.spec.model
+    source = "run" if model else "agent" if agent.spec.model else "runner"
+    expected = await asyncio.to_thread(expected_model, state.ctx.config, requested, needs_tools)
     path = _workspace(state.ctx.config, agent.name, workspace, agent.spec.workspace)
-    return ExecutionInput(execution_id=execution_id, agent_name=agent.name, agent=snapshot, model=spec,
-                          message=message, workspace=path, max_steps=agent.spec.max_steps)
+    return ExecutionInput(execution_id=execution_id, agent_name=agent.name, agent=snapshot, message=message,
+                          workspace=path, max_steps=agent.spec.max_steps, model_name=requested,
+                          model_source=source), expected
 
 
 class StartUnconfirmed(ApiError):

@@ -24,7 +24,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,20 +50,16 @@ def fingerprint(cfg: Config) -> str:
 
 def origins_env(cfg: Config) -> str:
     """The source and origin of every setting, without values: what the daemon's status explains."""
-    return json.dumps({key: [item.source, item.origin] for key, item in cfg.items.items()})
+    from ..config.resolve import origins_json
+
+    return origins_json(cfg)
 
 
 def with_origins(cfg: Config, env: Mapping[str, str]) -> Config:
     """Give ``cfg`` back the sources the CLI resolved (they travelled as env vars, not as what they were)."""
-    try:
-        origins = json.loads(env.get(ev.CONFIG_ORIGINS, "") or "{}")
-    except ValueError:
-        return cfg
-    items = dict(cfg.items)
-    for key, pair in origins.items():
-        if key in items and isinstance(pair, list) and len(pair) == 2:
-            items[key] = replace(items[key], source=str(pair[0]), origin=str(pair[1]))
-    return replace(cfg, items=items)
+    from ..config.resolve import restore_origins
+
+    return restore_origins(cfg, env)
 
 
 def loopback_host(cfg: Config) -> str:
@@ -280,6 +275,17 @@ def _quiet_server(config: Any) -> uvicorn.Server:
     return QuietServer(config)
 
 
+def llm_line(cfg: Config) -> str:
+    """What the daemon's LLM is and why, as the banner and status say it (never a key)."""
+    from ..config.resolve import explain
+
+    items = cfg.items
+    base_url = (f"{cfg.llm.base_url} ({explain(items['llm.base_url'])})" if cfg.llm.base_url
+                else "the provider's own")
+    return (f"llm: provider {cfg.llm.provider} ({explain(items['llm.provider'])}), model {cfg.llm.model} "
+            f"({explain(items['llm.model'])}), base URL {base_url}")
+
+
 def resolve_from_env(env: Mapping[str, str] | None = None) -> Config:
     """The daemon's configuration: resolved once from the environment its parent prepared."""
     from ..config import resolve
@@ -292,10 +298,13 @@ def resolve_from_env(env: Mapping[str, str] | None = None) -> Config:
 def run(cfg: Config, *, pull: bool = True, echo_logs: bool = False, policy: RestartPolicy | None = None,
         on_ready: Callable[[Daemon], None] | None = None) -> int:
     """Run the daemon in this process until SIGTERM/SIGINT; returns the exit code."""
+    from ..worker.main import forward_core_logs
     from .logs import setup_daemon_logging
 
     cfg.require_provider()
     setup_daemon_logging(cfg.path("logs"), echo=echo_logs)
+    forward_core_logs()
+    log.info("%s", llm_line(cfg))
     for warning in cfg.warnings:
         log.warning("%s", warning)
     return asyncio.run(Daemon(cfg, pull=pull, policy=policy, on_ready=on_ready).serve())

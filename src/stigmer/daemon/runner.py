@@ -29,8 +29,11 @@ RUNNER_ARGV = [sys.executable, "-m", "stigmer", "runner"]
 
 def runner_env(cfg: Config, server_url: str, token: str, name: str) -> dict[str, str]:
     """The full environment of a runner child: ours, the resolved config, where to post events and the runner token."""
+    from ..config.resolve import origins_json
+
     env = dict(os.environ)
     env.update(cfg.to_env())
+    env[ev.CONFIG_ORIGINS] = origins_json(cfg)  # so the runner says why it uses its model, not just "env"
     env[ev.SERVER_URL] = server_url
     env[ev.SERVER_TOKEN] = token
     env[ev.COMPONENT] = name

@@ -30,8 +30,11 @@ from .params import (
     CALL_TOOL,
     LIST_TOOLS,
     PUBLISH,
+    RESOLVE_MODEL,
     EventInput,
     ModelCallInput,
+    ModelRequest,
+    ResolvedModel,
     ToolCallInput,
     ToolResult,
     ToolSchema,
@@ -100,10 +103,17 @@ class Activities:
                                        write_bytes=cfg.value("limits.write_file_bytes"))
 
     def all(self) -> list[Any]:
-        return [self.list_tools, self.call_model, self.call_tool, self.publish]
+        return [self.resolve_model, self.list_tools, self.call_model, self.call_tool, self.publish]
 
     async def aclose(self) -> None:
         await self.mcp.aclose()
+
+    @activity.defn(name=RESOLVE_MODEL)
+    async def resolve_model(self, inp: ModelRequest) -> ResolvedModel:
+        """Decide the execution's model on this runner (run > agent > this runner's configuration); see ``_resolve``."""
+        from ._resolve import resolve_request
+
+        return await resolve_request(self.cfg, inp)
 
     @activity.defn(name=LIST_TOOLS)
     async def list_tools(self, inp: ToolsetInput) -> list[ToolSchema]:

@@ -39,7 +39,7 @@ from ..config import envvars as ev
 log = logging.getLogger("stigmer.events")
 
 SPOOL_DIR = "event-spool"  # under $STIGMER_HOME/data
-EVENT_TYPES = ("step_started", "token", "tool_started", "tool_finished", "message", "truncated", "model_resolved",
+EVENT_TYPES = ("model_resolved", "step_started", "token", "tool_started", "tool_finished", "message", "truncated",
                "completed", "failed")
 
 

@@ -41,12 +41,40 @@ def warm_up() -> None:
 
 
 def describe(cfg: Any) -> str:
-    """One line saying what this runner uses: provider, model, Temporal address, namespace, task queue (no key)."""
+    """One line saying what this runner uses and why: provider, model, base URL, Temporal, task queue (no key).
+
+    The model is what executions that name none get (``stigmer run --model`` and an agent's ``spec.model``
+    come first); each LLM setting carries its source and origin, as ``stigmer config show`` prints them.
+    """
+    from ._resolve import runner_origin
+
     items = cfg.items
     provider = cfg.llm.provider or "none"
-    source = items["llm.provider"].origin if "llm.provider" in items else ""
-    return (f"provider={provider} ({source}) model={cfg.llm.model or '-'} temporal={cfg.temporal.address} "
-            f"namespace={cfg.temporal.namespace} task_queue={cfg.value('runner.task_queue')}")
+    model = f"{cfg.llm.model or '-'} ({runner_origin(cfg)})" if cfg.llm.provider else "-"
+    return (f"provider={provider} ({_why(items['llm.provider'])}) model={model} "
+            f"base_url={cfg.llm.base_url or '-'} ({_why(items['llm.base_url'])}) temporal={cfg.temporal.address} "
+            f"namespace={cfg.temporal.namespace} task_queue={cfg.value('runner.task_queue')} "
+            f"({_why(items['runner.task_queue'])}) max_concurrent={cfg.value('runner.max_concurrent')} "
+            f"({_why(items['runner.max_concurrent'])})")
+
+
+def _why(item: Any) -> str:
+    return f"{item.source} {item.origin}"
+
+
+def forward_core_logs() -> None:
+    """Send the Temporal SDK core's own log lines (Rust) through Python logging, formatted like ours.
+
+    Left alone, the core writes them straight to stderr with ANSI colour codes, which end up as
+    escape sequences in ``logs/runner-N.log`` and in a deployment's log collector. Call once per
+    process, before the first Temporal client connects (the default runtime is made then).
+    """
+    from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+
+    forwarding = LogForwardingConfig(logger=logging.getLogger("temporalio.core"), append_target_to_name=False)
+    logging_config = LoggingConfig(filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                                   forwarding=forwarding)
+    Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=logging_config)), error_if_already_set=False)
 
 
 async def _connect_patiently(cfg: Any, identity: str, stop: asyncio.Event) -> Any:

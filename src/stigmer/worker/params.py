@@ -22,6 +22,10 @@ LIST_TOOLS = "stigmer.list_tools"
 CALL_MODEL = "stigmer.call_model"
 CALL_TOOL = "stigmer.call_tool"
 PUBLISH = "stigmer.publish"
+RESOLVE_MODEL = "stigmer.resolve_model"
+
+# Where the model of an execution came from, in precedence order (ExecutionInput.model_source, ResolvedModel.source).
+MODEL_SOURCES = ("run", "agent", "runner")
 
 
 def workflow_id(execution_id: str) -> str:
@@ -63,26 +67,64 @@ class Tunables:
 class ExecutionInput:
     """What an execution runs: everything is pinned, nothing is looked up again later.
 
+    The model is pinned too, but by the runner: the daemon passes the name the run asked for
+    (``model_name``, from ``model_source``), and the workflow's first step resolves it on the
+    runner that picks the execution up (``stigmer.resolve_model``), whose result history keeps.
+
     Attributes:
         execution_id: the daemon's execution id (the workflow id is ``stigmer-exec-<id>``).
         agent_name: the agent's name, for events and logs.
         agent: the agent spec snapshot (``stigmer.resources.agent_snapshot``): instructions, tools,
             ``mcpServers`` inlined as dicts, workspace, maxSteps.
-        model: the resolved model (no secret: the key stays in the worker's environment).
         message: the user's message.
         workspace: the directory the workspace tools are confined to (absolute path; empty: no workspace).
         max_steps: model calls allowed before the execution stops.
         tunables: timeouts and retries.
+        model: an already resolved model, used as-is with no resolution step (executions started
+            before resolution moved to the runner, tests, direct callers). None: the runner resolves.
+        model_name: the model asked for (a name, alias or ``provider:model``); None: the runner's own
+            ``llm.provider``/``llm.model``/``llm.base_url``.
+        model_source: where ``model_name`` came from: ``run`` (``stigmer run --model``, the API's
+            ``model``), ``agent`` (its ``spec.model``), or ``runner`` (no name: the runner's configuration).
     """
 
     execution_id: str
     agent_name: str
     agent: dict[str, Any]
-    model: ModelSpec
     message: str
     workspace: str = ""
     max_steps: int = 20
     tunables: Tunables = field(default_factory=Tunables)
+    model: ModelSpec | None = None
+    model_name: str | None = None
+    model_source: str = "runner"
+
+
+@dataclass
+class ModelRequest:
+    """Input of ``stigmer.resolve_model``: which model an execution asked for, and what it needs of it."""
+
+    execution_id: str
+    agent_name: str
+    name: str | None
+    source: str
+    needs_tools: bool
+
+
+@dataclass
+class ResolvedModel:
+    """Result of ``stigmer.resolve_model``, pinned in history: the model every call of the execution uses.
+
+    Attributes:
+        model: the resolved model (no secret).
+        source: ``run``, ``agent`` or ``runner``: which of the three won.
+        origin: what set it: ``stigmer run --model``, ``agent NAME spec.model``, or the runner's own
+            setting (``env STIGMER_LLM_MODEL``, ``flag --llm-model``, a file and line, a detection).
+    """
+
+    model: ModelSpec
+    source: str
+    origin: str
 
 
 @dataclass

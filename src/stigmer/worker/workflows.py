@@ -5,6 +5,12 @@ model call and every tool call is an activity (referred to by name, so this modu
 I/O code), and the only imports are dataclasses. A worker killed at any point resumes at the
 step it was on; a tool call whose result Temporal recorded is never run again.
 
+First step, when the input pins no model (every execution the daemon starts): resolve it on the
+runner that picked the execution up (``stigmer.resolve_model``: the run's model, else the agent's,
+else the runner's own configuration); history records the result, so replays and retries keep it,
+and a ``model_resolved`` event says which model won and why. Inputs that pin ``model`` (executions
+started before this step existed, whose histories must replay unchanged) skip it.
+
 Loop: model call -> its tool calls (in parallel) -> model call ... until a final answer (an
 assistant message without tool calls), ``max_steps`` model calls, a loop (the same tool call
 with the same arguments ``loop_repeats`` times) or cancellation (the ``cancel`` signal or a
@@ -32,11 +38,14 @@ with workflow.unsafe.imports_passed_through():
         CALL_TOOL,
         LIST_TOOLS,
         PUBLISH,
+        RESOLVE_MODEL,
         WORKFLOW_NAME,
         EventInput,
         ExecutionInput,
         ExecutionResult,
         ModelCallInput,
+        ModelRequest,
+        ResolvedModel,
         ToolCallInput,
         ToolResult,
         ToolSchema,
@@ -50,6 +59,8 @@ __all__ = ["AgentWorkflow", "ModelSpec"]
 
 # On cancel, wait for the activity to stop: its last events are then posted before the workflow's ``failed``.
 _WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+# Resolving a model and checking it (a round trip to its server) takes well under this.
+_RESOLVE_TIMEOUT = timedelta(seconds=120)
 
 
 class AgentStopped(Exception):
@@ -114,6 +125,9 @@ class AgentWorkflow:
 
     async def _loop(self, inp: ExecutionInput) -> str:
         t = inp.tunables
+        # Gated on the input, not workflow.patched(): only inputs without a pinned model take this step, and no
+        # history recorded before it existed has such an input, so every saved history replays unchanged.
+        model = inp.model if inp.model is not None else await self._resolve_model(inp)
         toolset = ToolsetInput(inp.execution_id, list(inp.agent.get("tools") or []),
                                list(inp.agent.get("mcpServers") or []), inp.workspace)
         # Built-in tools are static data; only MCP servers need an activity to be asked for theirs.
@@ -129,7 +143,7 @@ class AgentWorkflow:
                                    "spec.maxSteps or make its task smaller")
             self._step += 1
             reply: dict[str, Any] = await self._run(workflow.start_activity(
-                CALL_MODEL, ModelCallInput(inp.execution_id, self._step, inp.model, list(self._messages), tools,
+                CALL_MODEL, ModelCallInput(inp.execution_id, self._step, model, list(self._messages), tools,
                                            t.model_stall),
                 result_type=dict, start_to_close_timeout=timedelta(seconds=t.model_timeout),
                 heartbeat_timeout=timedelta(seconds=t.model_heartbeat),
@@ -144,6 +158,19 @@ class AgentWorkflow:
             self._messages.extend({"role": "tool", "tool_call_id": r.call_id, "name": r.name, "content": r.content,
                                    "is_error": r.is_error} for r in results)
         raise asyncio.CancelledError()
+
+    async def _resolve_model(self, inp: ExecutionInput) -> ModelSpec:
+        """Pin the execution's model: resolved by a runner, recorded in history, announced as ``model_resolved``."""
+        t = inp.tunables
+        needs_tools = bool(inp.agent.get("tools") or inp.agent.get("mcpServers"))
+        request = ModelRequest(inp.execution_id, inp.agent_name, inp.model_name, inp.model_source, needs_tools)
+        resolved: ResolvedModel = await self._run(workflow.start_activity(
+            RESOLVE_MODEL, request, result_type=ResolvedModel, start_to_close_timeout=_RESOLVE_TIMEOUT,
+            retry_policy=self._retry(t, t.model_max_attempts), cancellation_type=_WAIT))
+        # Published from here, after history holds the result: the event always names the model that is used.
+        await self._publish(inp, "model_resolved", {"model": resolved.model.to_dict(), "source": resolved.source,
+                                                    "origin": resolved.origin})
+        return resolved.model
 
     async def _list_tools(self, toolset: ToolsetInput) -> list[ToolSchema]:
         result: list[ToolSchema] = await workflow.execute_activity(
@@ -202,6 +229,11 @@ class AgentWorkflow:
 
     async def _finish(self, inp: ExecutionInput, kind: str, data: dict[str, Any]) -> None:
         """Publish the last event (``completed`` or ``failed``); a sink failure never fails the execution."""
+        await self._publish(inp, kind, data)
+
+    @staticmethod
+    async def _publish(inp: ExecutionInput, kind: str, data: dict[str, Any]) -> None:
+        """Publish one event from workflow code (a local activity); a sink failure never fails the execution."""
         try:
             await workflow.execute_local_activity(
                 PUBLISH, EventInput(inp.execution_id, kind, data), start_to_close_timeout=timedelta(seconds=15),

@@ -53,6 +53,7 @@ def _workspace(cfg: Config, agent_name: str, requested: str | None, configured: 
 async def prepare_input(state: ApiState, execution_id: str, agent_name: str, message: str, model: str | None,
                         workspace: str | None) -> ExecutionInput:
     """The workflow input for a new execution; ApiError/UserError when it cannot run."""
+    from ..config.grants import check_run
     from ..resources import Agent, McpServer, agent_snapshot
     from ..worker.params import ExecutionInput
 
@@ -65,11 +66,12 @@ async def prepare_input(state: ApiState, execution_id: str, agent_name: str, mes
     for name in agent.spec.mcp_servers:
         found = state.store.get_resource("McpServer", name)
         if found is not None:
-            servers[name] = McpServer.model_validate(found["document"])
+            servers[name] = McpServer.from_stored(found["document"])
     try:
         snapshot = agent_snapshot(agent, servers)
     except UserError as exc:
         raise ApiError(409, exc.message, exc.hint) from None
+    check_run(agent.name, snapshot["mcpServers"], state.ctx.config)  # 422 before a workflow: ungranted references
     needs_tools = bool(agent.spec.tools or agent.spec.mcp_servers)
     spec = await asyncio.to_thread(_check_model, state.ctx.config, model or agent.spec.model, needs_tools)
     path = _workspace(state.ctx.config, agent.name, workspace, agent.spec.workspace)

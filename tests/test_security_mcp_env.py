@@ -211,7 +211,8 @@ def _document(name: str, form: str) -> dict[str, Any]:
     return {"apiVersion": "agentic.stigmer.ai/v1", "kind": "McpServer", "metadata": {"name": "leaky"}, "spec": spec}
 
 
-FIELDS = {"env": "spec.stdio.env.TOKEN", "valueFrom": "spec.stdio.env.TOKEN", "header": "spec.http.headers.Authorization"}
+FIELDS = {"env": "spec.stdio.env.TOKEN", "valueFrom": "spec.stdio.env.TOKEN",
+          "header": "spec.http.headers.Authorization"}
 
 
 def test_every_stigmer_secret_is_refused_by_apply_on_the_cli_and_the_api(tmp_path: Path, stigmer_home: Path,
@@ -219,7 +220,7 @@ def test_every_stigmer_secret_is_refused_by_apply_on_the_cli_and_the_api(tmp_pat
                                                                         capsys: Any) -> None:
     import yaml
 
-    assert NAMED <= stigmer_secrets()
+    assert stigmer_secrets() >= NAMED
     monkeypatch.setenv("STIGMER_PLUGINS", PLUGIN)
     with serve_api(make_context(scripted_config(stigmer_home), fake_client(FakeTemporal()))) as api, \
             httpx.Client(base_url=api.url, headers=api.headers()) as http:

@@ -79,12 +79,20 @@ async def test_a_workspace_that_holds_the_home_sees_it_empty(home: Path, tmp_pat
     assert (tmp_path / "new.txt").exists()
 
 
-@pytest.mark.parametrize("inside", [".", "run", "data"])
+@pytest.mark.parametrize("inside", [".", "run", "data/sub", "logs", "temporal"])
 async def test_the_shell_does_not_run_in_stigmers_private_directories(home: Path, inside: str) -> None:
     target = home / inside
-    target.mkdir(exist_ok=True)
-    with pytest.raises(ToolFailure, match="inside stigmer's home"):
+    target.mkdir(parents=True, exist_ok=True)
+    with pytest.raises(ToolFailure, match="stigmer's home or one of its private directories"):
         await workspace.call("run_shell", target, {"command": "cat run/token token"})
+
+
+async def test_a_workspace_elsewhere_under_the_home_sees_only_itself(home: Path) -> None:
+    ws = home / "ws" / "run-001"
+    ws.mkdir(parents=True)
+    out = await workspace.call("run_shell", ws, {"command": f"echo x >> side.log; ls -A {home}; cat {home}/run/token"})
+    assert out.startswith("exit code 1\nws\n") and CORE not in out
+    assert (ws / "side.log").read_text() == "x\n"
 
 
 async def test_what_the_command_leaves_running_dies_with_it(home: Path) -> None:

@@ -118,6 +118,6 @@ def test_references_are_filled_from_the_secret_store_then_allowed_variables_only
     assert "stigmer secret set OTHER" in message and "mcp.allow_env OTHER" in message and "never" not in message
     with pytest.raises(McpFailure, match="not in this runner's secret store"):  # valueFrom: the store only
         filled({"name": "gh", "stdio": {"command": "x", "env": {"X": {"valueFrom": {"secret": "ALLOWED"}}}}}, grants)
-    with pytest.raises(McpFailure, match="allowed .* but not set"):
+    with pytest.raises(McpFailure, match=r"allowed .* but not set"):
         filled({"name": "gh", "stdio": {"command": "x", "env": {"X": "${ALLOWED}"}}},
                Grants(secrets={}, allow_env=("ALLOWED",), environ={}))

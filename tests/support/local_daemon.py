@@ -62,7 +62,9 @@ class LocalStack:
     @classmethod
     def bare(cls, home: Path, **extra: str) -> LocalStack:
         """A stack on free ports with only ``extra`` set (zero-config tests)."""
-        env = {"STIGMER_HOME": str(home), "PYTHONPATH": str(REPO), "STIGMER_SERVER_PORT": str(free_port()),
+        # src/ first: this checkout's code, even where the venv's editable install points at another checkout
+        env = {"STIGMER_HOME": str(home), "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]),
+               "STIGMER_SERVER_PORT": str(free_port()),
                "STIGMER_TEMPORAL_PORT": str(free_port()), "STIGMER_TEMPORAL_UI_PORT": str(free_port())}
         env.update(extra)
         return cls(home=home, env=env)

@@ -149,13 +149,22 @@ def _shell_env(root: Path) -> dict[str, str]:
     return scrubbed_env(HOME=str(root), LANG="C.UTF-8", TERM="dumb")
 
 
+PRIVATE_DIRS = ("run", "data", "logs", "temporal")
+"""Directories of stigmer's home the shell never runs in: the token, the database, logs and histories."""
+
+
 def _check_workspace(root: Path, home: Path) -> None:
-    """Refuse a workspace that is stigmer's home, or inside it but not under ``workspaces/`` (run/, data/...)."""
+    """Refuse a workspace that is stigmer's home or lies in one of its private directories.
+
+    The sandbox shows the command an empty home with only the workspace mounted back, so any other
+    directory under the home is fine; these would bring the token or the database back into view.
+    """
     real, home = root.resolve(), home.resolve()
-    workspaces = home / "workspaces"
-    if (real == home or home in real.parents) and not (real == workspaces or workspaces in real.parents):
-        raise ToolFailure(f"the workspace {root} is inside stigmer's home ({home}), outside its workspaces/ "
-                          "directory: the shell tool does not run there (the home holds the API token and secrets)")
+    private = [home / name for name in PRIVATE_DIRS]
+    if real == home or any(real == p or p in real.parents for p in private):
+        raise ToolFailure(f"the workspace {root} is stigmer's home or one of its private directories "
+                          f"({', '.join(PRIVATE_DIRS)}): the shell tool does not run there; use a workspace "
+                          "elsewhere (the default is $STIGMER_HOME/workspaces/<agent>)")
 
 
 async def _sandboxed(root: Path, hidden: Sequence[str], command: str) -> list[str]:

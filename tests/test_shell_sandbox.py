@@ -134,10 +134,10 @@ async def test_without_namespaces_the_shell_runs_with_the_scrubbed_environment_a
 
 _HOLDER = """
 import sys, time
-sys.path.insert(0, sys.argv[1])
-if sys.argv[2] == "undumpable":
-    from stigmer._hardening import make_undumpable
-    assert make_undumpable()
+if sys.argv[1] == "undumpable":
+    helper = {}
+    exec(sys.stdin.readline().encode().decode("unicode_escape"), helper)  # stigmer/_hardening.py, as shipped
+    assert helper["make_undumpable"]()
 print("ready", flush=True)
 time.sleep(60)
 """
@@ -153,16 +153,26 @@ else:
 
 
 def _environ_as_nobody(undumpable: bool) -> str:
-    """What uid 65534 reads in the environ of another uid-65534 process that holds a sentinel key."""
+    """What uid 65534 reads in the environ of another uid-65534 process that holds a sentinel key.
+
+    The holder gets ``stigmer/_hardening.py``'s source on stdin: uid 65534 may not be able to read the
+    checkout (CI clones under a private directory).
+    """
+    from stigmer import _hardening
+
     sentinel = f"sk-ant-dump-{CORE}"
-    holder = subprocess.Popen(["/usr/bin/python3", "-c", _HOLDER, str(REPO_SRC),
-                               "undumpable" if undumpable else "plain"], user=NOBODY, group=NOBODY, extra_groups=[],
-                              env={"PATH": "/usr/bin:/bin", "ANTHROPIC_API_KEY": sentinel}, stdout=subprocess.PIPE,
-                              text=True)
+    source = Path(_hardening.__file__).read_text().encode("unicode_escape").decode() + "\n"
+    holder = subprocess.Popen(["/usr/bin/python3", "-c", _HOLDER, "undumpable" if undumpable else "plain"],
+                              user=NOBODY, group=NOBODY, extra_groups=[], cwd="/",
+                              env={"PATH": "/usr/bin:/bin", "ANTHROPIC_API_KEY": sentinel}, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        assert holder.stdin is not None and holder.stdout is not None
+        holder.stdin.write(source)
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "ready"
         done = subprocess.run(["/usr/bin/python3", "-c", _READER, f"/proc/{holder.pid}/environ", sentinel],
-                              user=NOBODY, group=NOBODY, extra_groups=[], env={"PATH": "/usr/bin:/bin"},
+                              user=NOBODY, group=NOBODY, extra_groups=[], env={"PATH": "/usr/bin:/bin"}, cwd="/",
                               capture_output=True, text=True, timeout=30, check=False)
         return done.stdout.strip() or done.stderr.strip()
     finally:

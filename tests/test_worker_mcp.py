@@ -107,10 +107,12 @@ async def test_agent_calls_a_stdio_mcp_tool_end_to_end(tmp_path: Path, temporal_
 
 def test_references_are_filled_from_the_secret_store_then_allowed_variables_only() -> None:
     grants = Grants(secrets={"T": "from-store", "S": "stored-only"}, allow_env=("ALLOWED", "T"),
-                    environ={"T": "from-env", "ALLOWED": "abc", "OTHER": "never"})
+                    environ={"T": "from-env", "ALLOWED": "abc", "OTHER": "never", "PATH": "/bin"})
     server = {"name": "gh", "http": {"url": "http://127.0.0.1:1/mcp", "headers": {
-        "A": "Bearer ${T}", "B": "${ALLOWED}-${ALLOWED}", "C": "plain $T", "D": {"valueFrom": {"secret": "S"}}}}}
-    assert filled(server, grants) == {"A": "Bearer from-store", "B": "abc-abc", "C": "plain $T", "D": "stored-only"}
+        "A": "Bearer ${T}", "B": "${ALLOWED}-${ALLOWED}", "C": "plain $T", "D": {"valueFrom": {"secret": "S"}},
+        "E": "${PATH}:/opt"}}}  # what every child gets anyway needs no grant
+    assert filled(server, grants) == {"A": "Bearer from-store", "B": "abc-abc", "C": "plain $T", "D": "stored-only",
+                                      "E": "/bin:/opt"}
     with pytest.raises(McpFailure) as refused:
         filled({"name": "gh", "stdio": {"command": "x", "env": {"X": "${OTHER}"}}}, grants)
     message = str(refused.value)  # the server, the field, the variable, and both ways to grant it
@@ -118,6 +120,6 @@ def test_references_are_filled_from_the_secret_store_then_allowed_variables_only
     assert "stigmer secret set OTHER" in message and "mcp.allow_env OTHER" in message and "never" not in message
     with pytest.raises(McpFailure, match="not in this runner's secret store"):  # valueFrom: the store only
         filled({"name": "gh", "stdio": {"command": "x", "env": {"X": {"valueFrom": {"secret": "ALLOWED"}}}}}, grants)
-    with pytest.raises(McpFailure, match=r"allowed .* but not set"):
+    with pytest.raises(McpFailure, match=r"granted .* but not set"):
         filled({"name": "gh", "stdio": {"command": "x", "env": {"X": "${ALLOWED}"}}},
                Grants(secrets={}, allow_env=("ALLOWED",), environ={}))

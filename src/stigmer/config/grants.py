@@ -8,7 +8,7 @@ has":
 - stigmer's own secrets (``envvars.is_stigmer_secret``: LLM keys, stigmer's tokens, the Temporal API key)
   can never be referenced; ``apply`` refuses such a document;
 - ``${NAME}`` resolves from the secret store (``stigmer secret set NAME``), else from the runner's
-  environment when ``NAME`` is in ``mcp.allow_env``;
+  environment when ``NAME`` is in ``mcp.allow_env`` (or is one of the :data:`BASICS` every child gets);
 - ``valueFrom: {secret: NAME}`` resolves from the secret store only.
 
 Anything else is refused with a :class:`GrantError` naming the server, the field, the variable and both
@@ -27,6 +27,8 @@ from ..errors import UserError
 from .envvars import is_stigmer_secret
 
 REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+BASICS = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER")
+"""The runner variables every tool child gets anyway (the MCP SDK's list), so ``${PATH}`` needs no grant."""
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 VALUE_FROM = "valueFrom"
 
@@ -115,7 +117,7 @@ def check_granted(server: str, spec: Mapping[str, Any], store_names: Iterable[st
     It checks names only (the store's names, the allow-list): whether an allowed variable is set is
     only known where the runner runs, and it says so when it connects.
     """
-    stored, allowed = set(store_names), set(allow_env)
+    stored, allowed = set(store_names), set(allow_env) | set(BASICS)
     for ref in server_references(spec):
         refuse_own_secret(ref)
         if ref.name in stored or (not ref.store_only and ref.name in allowed):
@@ -165,10 +167,10 @@ class Grants:
             return self.secrets[ref.name]
         if ref.store_only:
             raise _ungranted_message(server, ref, "is not in this runner's secret store")
-        if ref.name not in self.allow_env:
+        if ref.name not in self.allow_env and ref.name not in BASICS:
             raise _ungranted_message(server, ref, "is not granted (not in the secret store nor in mcp.allow_env)")
         if ref.name not in self.environ:
-            raise GrantError(f"MCP server {server!r}: {ref.field}: {ref.written} is allowed (mcp.allow_env) but "
+            raise GrantError(f"MCP server {server!r}: {ref.field}: {ref.written} is granted (mcp.allow_env) but "
                              "not set in the runner's environment",
                              hint=f"set {ref.name} where the runner starts, or store it with "
                                   f"`stigmer secret set {ref.name}`")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 
-BASICS = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER")
+from ...config.grants import BASICS
+
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 

@@ -55,9 +55,17 @@ def argv(workspace: str, hidden: Sequence[str], command: str, *, probe: bool = F
 
 # --- the helper itself (runs in its own process) ---------------------------------------------------------
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_LIBC: list[ctypes.CDLL] = []
+
+
+def _libc() -> ctypes.CDLL:
+    """The C library, typed for the calls below (loaded when the helper runs: importing this costs nothing)."""
+    if not _LIBC:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+        libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+        _LIBC.append(libc)
+    return _LIBC[0]
 
 
 def _check(result: int, what: str) -> None:
@@ -70,7 +78,7 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
     def raw(text: str | None) -> bytes | None:
         return None if text is None else os.fsencode(text)
 
-    _check(_libc.mount(raw(source), raw(target), raw(fstype), flags, raw(data)), f"mount on {target}")
+    _check(_libc().mount(raw(source), raw(target), raw(fstype), flags, raw(data)), f"mount on {target}")
 
 
 def _write(path: str, text: str) -> None:
@@ -80,7 +88,7 @@ def _write(path: str, text: str) -> None:
 
 def _enter_namespaces() -> None:
     uid, gid = os.getuid(), os.getgid()
-    _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID), "unshare")
+    _check(_libc().unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID), "unshare")
     _write("/proc/self/setgroups", "deny")
     _write("/proc/self/uid_map", f"{uid} {uid} 1")
     _write("/proc/self/gid_map", f"{gid} {gid} 1")
@@ -110,15 +118,15 @@ def _drop_privileges() -> None:
     with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as handle:
         last = int(handle.read())
     for cap in range(last + 1):
-        _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "dropping the capability bounding set")
-    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+        _check(_libc().prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "dropping the capability bounding set")
+    _check(_libc().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
     data = (ctypes.c_uint32 * 6)()
-    _check(_libc.capset(header, data), "capset")
+    _check(_libc().capset(header, data), "capset")
 
 
 def _child(workspace: str, hidden: Sequence[str], command: str, probe: bool) -> None:
-    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
+    _check(_libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     notes = []
     try:
@@ -165,7 +173,7 @@ def main(args: list[str]) -> None:
     try:
         _enter_namespaces()
         pid = os.fork()
-    except OSError as exc:
+    except Exception as exc:  # OSError, or no such call on this system (not Linux): nothing ran
         _fail(exc)
     if pid == 0:
         try:

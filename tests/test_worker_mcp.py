@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from stigmer.worker.tools.mcp import McpFailure, McpPool, expand
+from stigmer.config.grants import Grants
+from stigmer.worker.tools.mcp import McpFailure, McpPool, filled
 from tests.support.agents import REPO, execution, runner_env, start, worker_in_process
 from tests.support.ports import free_port, wait_port
 from tests.support.scripted_provider import write_script
@@ -29,7 +30,7 @@ def _stdio(enabled: list[str] | None = None, env: dict[str, str] | None = None) 
 async def test_stdio_server_tools_are_listed_filtered_and_called(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-worker-secret-0000")
     monkeypatch.setenv("WORKER_TOKEN", "tok")
-    pool = McpPool()
+    pool = McpPool(allow_env=["WORKER_TOKEN"])
     try:
         server = _stdio(["get_time", "show_env", "echo"], env={"DECLARED": "yes", "GIVEN": "${WORKER_TOKEN}"})
         tools = await pool.list_tools(server, taken={"echo"})
@@ -104,8 +105,21 @@ async def test_agent_calls_a_stdio_mcp_tool_end_to_end(tmp_path: Path, temporal_
     assert tool_msgs["get_time"]["is_error"] and "only UTC" in tool_msgs["get_time"]["content"]
 
 
-def test_references_are_filled_from_the_worker_env_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("T", "abc")
-    monkeypatch.delenv("MISSING", raising=False)
-    assert expand({"A": "Bearer ${T}", "B": "${MISSING}", "C": "plain $T"}) == {"A": "Bearer abc", "B": "",
-                                                                                "C": "plain $T"}
+def test_references_are_filled_from_the_secret_store_then_allowed_variables_only() -> None:
+    grants = Grants(secrets={"T": "from-store", "S": "stored-only"}, allow_env=("ALLOWED", "T"),
+                    environ={"T": "from-env", "ALLOWED": "abc", "OTHER": "never", "PATH": "/bin"})
+    server = {"name": "gh", "http": {"url": "http://127.0.0.1:1/mcp", "headers": {
+        "A": "Bearer ${T}", "B": "${ALLOWED}-${ALLOWED}", "C": "plain $T", "D": {"valueFrom": {"secret": "S"}},
+        "E": "${PATH}:/opt"}}}  # what every child gets anyway needs no grant
+    assert filled(server, grants) == {"A": "Bearer from-store", "B": "abc-abc", "C": "plain $T", "D": "stored-only",
+                                      "E": "/bin:/opt"}
+    with pytest.raises(McpFailure) as refused:
+        filled({"name": "gh", "stdio": {"command": "x", "env": {"X": "${OTHER}"}}}, grants)
+    message = str(refused.value)  # the server, the field, the variable, and both ways to grant it
+    assert "'gh'" in message and "spec.stdio.env.X" in message and "${OTHER}" in message
+    assert "stigmer secret set OTHER" in message and "mcp.allow_env OTHER" in message and "never" not in message
+    with pytest.raises(McpFailure, match="not in this runner's secret store"):  # valueFrom: the store only
+        filled({"name": "gh", "stdio": {"command": "x", "env": {"X": {"valueFrom": {"secret": "ALLOWED"}}}}}, grants)
+    with pytest.raises(McpFailure, match=r"granted .* but not set"):
+        filled({"name": "gh", "stdio": {"command": "x", "env": {"X": "${ALLOWED}"}}},
+               Grants(secrets={}, allow_env=("ALLOWED",), environ={}))

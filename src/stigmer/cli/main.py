@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "execution": ("stigmer.cli.execution", "execution", "List, inspect, cancel and read the log of executions."),
     "config": ("stigmer.cli.config", "config", "Show and change settings, and where each value comes from."),
     "llm": ("stigmer.cli.llm", "llm", "Resolve model names, list and pull local models."),
+    "secret": ("stigmer.cli.secret", "secret", "Store values MCP servers may reference (never stigmer's own keys)."),
     "runner": ("stigmer.cli.runner", "runner", "Start a runner worker alone (cloud deployments, scaling out)."),
     "doctor": ("stigmer.cli.doctor", "doctor", "Check every piece of the stack and say what to fix."),
 }

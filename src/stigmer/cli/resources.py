@@ -98,7 +98,10 @@ def apply(paths: tuple[Path, ...]) -> None:
       stigmer apply -f examples/agents/hello.yaml
       stigmer apply -f examples/agents/           # every .yaml/.yml in the directory
     """
+    from ..resources.secret_warnings import literal_secret_warnings
+
     per_file = load_paths(paths)  # before connecting: a bad file is reported even with the daemon down
+    warnings = [w for path, resources in per_file for w in literal_secret_warnings(resources, str(path))]
     with _client() as client:
         known = [item["name"] for item in client.get("/v1/mcpservers")["items"]]
         documents = check_paths(per_file, known)
@@ -106,6 +109,8 @@ def apply(paths: tuple[Path, ...]) -> None:
     for item in results:
         color = {"created": "green", "updated": "yellow"}.get(item["outcome"])
         click.secho(f"{item['kind'].lower()}/{item['name']} {item['outcome']}", fg=color)
+    for warning in warnings:  # the daemon finds the same ones; these name the file
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
 def age(ts: float | None) -> str:

@@ -91,6 +91,9 @@ def runner(**kwargs: Any) -> None:
     """
     import asyncio
 
+    from .._hardening import make_undumpable
+
+    make_undumpable()  # the keys live in this process's environment: closed to same-user processes (shell, MCP)
     log_level = kwargs.pop("log_level")
     flags = flags_from(kwargs)
     if kwargs.get("task_queue"):

@@ -75,3 +75,30 @@ PLUGINS = "STIGMER_PLUGINS"
 # "env STIGMER_LLM_PROVIDER", which is only how the value travelled.
 DAEMON_NO_PULL = "STIGMER_NO_PULL"
 CONFIG_ORIGINS = "STIGMER_CONFIG_ORIGINS"
+
+# Stigmer's own secrets: never handed to an MCP server, a shell child or a secret-store entry. The names of
+# every secret setting in KEYS (their variables) are added by is_stigmer_secret(), so a future secret key is
+# covered without editing this list. The TLS client key path is here because it says where stigmer's private
+# key lives; the certificate and CA paths are public material and are not.
+OWN_SECRETS = frozenset({ANTHROPIC_API_KEY, OPENAI_API_KEY, LLM_API_KEY, SERVER_TOKEN, TEMPORAL_API_KEY,
+                         TEMPORAL_TLS_CLIENT_KEY_PATH})
+# A STIGMER_* variable with one of these words in its name is treated as a secret too.
+_SECRET_WORDS = frozenset({"TOKEN", "KEY", "SECRET", "PASSWORD", "APIKEY", "CREDENTIALS"})
+
+
+def stigmer_secrets() -> frozenset[str]:
+    """Every variable name that holds one of stigmer's own secrets: OWN_SECRETS plus each secret key's variables."""
+    from .keys import KEYS  # keys.py imports this module: import it when asked, not at import time
+
+    return OWN_SECRETS | {name for key in KEYS.values() if key.secret for name in key.env}
+
+
+def is_stigmer_secret(name: str) -> bool:
+    """True when ``name`` is one of stigmer's own secrets (``ANTHROPIC_API_KEY``, ``STIGMER_SERVER_TOKEN``, ...).
+
+    Case-insensitive, because a reference's name is compared with variables people type.
+    """
+    upper = name.upper()
+    if upper in stigmer_secrets():
+        return True
+    return upper.startswith("STIGMER_") and not _SECRET_WORDS.isdisjoint(upper.split("_")[1:])

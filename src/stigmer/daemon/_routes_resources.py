@@ -23,9 +23,13 @@ class ApplyRequest(BaseModel):
     source: str = "request"
 
 
-def _validated(request: ApplyRequest, state: ApiState) -> list[dict[str, Any]]:
-    """Every document validated and references checked, as stored; a UserError names the first bad field."""
+def _validated(request: ApplyRequest, state: ApiState) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every document validated and references checked, as stored, and the warnings about literal secrets.
+
+    A UserError names the first bad field (a reference to one of stigmer's own secrets is one).
+    """
     from ..resources import check_references, parse_document
+    from ..resources.secret_warnings import literal_secret_warnings
 
     resources = [parse_document(doc, request.source, i) for i, doc in enumerate(request.documents, start=1)]
     seen: dict[tuple[str, str], int] = {}
@@ -35,16 +39,17 @@ def _validated(request: ApplyRequest, state: ApiState) -> list[dict[str, Any]]:
                             f"{seen[(res.kind, res.name)]}", hint="give each resource a unique metadata.name")
         seen[(res.kind, res.name)] = i
     check_references(resources, state.store.resource_names("McpServer"), request.source)
-    return [res.dump() for res in resources]
+    return [res.dump() for res in resources], literal_secret_warnings(resources, request.source)
 
 
 @router.post("/apply")
 async def apply(request: ApplyRequest, state: StateDep) -> dict[str, Any]:
+    """Apply every document or none; ``warnings`` name literal values that look like keys (masked)."""
     try:
-        documents = _validated(request, state)
+        documents, warnings = _validated(request, state)
     except UserError as exc:
         raise ApiError(422, exc.message, exc.hint) from None
-    return {"results": state.store.apply(documents)}
+    return {"results": state.store.apply(documents), "warnings": warnings}
 
 
 def _add_collection(collection: str, kind: str, what: str) -> None:

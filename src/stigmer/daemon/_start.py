@@ -99,6 +99,7 @@ async def prepare_input(state: ApiState, execution_id: str, agent_name: str, mes
                         workspace: str | None) -> tuple[ExecutionInput, dict[str, Any]]:
     """The workflow input for a new execution and the model its record starts with; ApiError/UserError when it
     cannot run."""
+    from ..config.grants import check_run
     from ..resources import Agent, McpServer, agent_snapshot, parse_document
     from ..worker.params import ExecutionInput
 
@@ -112,11 +113,12 @@ async def prepare_input(state: ApiState, execution_id: str, agent_name: str, mes
     for name in agent.spec.mcp_servers:
         found = state.store.get_resource("McpServer", name)
         if found is not None:
-            servers[name] = McpServer.model_validate(found["document"])
+            servers[name] = McpServer.from_stored(found["document"])
     try:
         snapshot = agent_snapshot(agent, servers)
     except UserError as exc:
         raise ApiError(409, exc.message, exc.hint) from None
+    check_run(agent.name, snapshot["mcpServers"], state.ctx.config)  # 422 before a workflow: ungranted references
     needs_tools = bool(agent.spec.tools or agent.spec.mcp_servers)
     requested = model or agent.spec.model
     source = "run" if model else "agent" if agent.spec.model else "runner"

@@ -298,8 +298,11 @@ def resolve_from_env(env: Mapping[str, str] | None = None) -> Config:
 def run(cfg: Config, *, pull: bool = True, echo_logs: bool = False, policy: RestartPolicy | None = None,
         on_ready: Callable[[Daemon], None] | None = None) -> int:
     """Run the daemon in this process until SIGTERM/SIGINT; returns the exit code."""
+    from .._hardening import make_undumpable
     from ..worker.main import forward_core_logs
     from .logs import setup_daemon_logging
+
+    make_undumpable()  # its environment holds the keys, its memory the API token: closed to same-user processes
 
     cfg.require_provider()
     setup_daemon_logging(cfg.path("logs"), echo=echo_logs)

@@ -7,10 +7,14 @@ at apply time instead of being silently ignored at run time.
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from ..config.grants import ENV_NAME, GrantError, refuse_own_secret, value_references
+from ..errors import UserError
 
 API_VERSION: Final = "agentic.stigmer.ai/v1"
 BUILTIN_TOOLSETS = ("workspace", "shell")
@@ -33,26 +37,70 @@ class Metadata(_Model):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+class SecretRef(_Model):
+    """``{secret: NAME}``: an entry of the secret store (``stigmer secret set NAME``)."""
+
+    secret: str
+
+
+class ValueFrom(_Model):
+    """``{valueFrom: {secret: NAME}}``: a value filled in by the runner from its secret store, never stored here."""
+
+    value_from: SecretRef
+
+
+_VALUE_SHAPE = "expected a string (it may use ${NAME}) or {valueFrom: {secret: NAME}}"
+
+
+def _env_value(value: Any, handler: Callable[[Any], Any]) -> Any:
+    """One ``env``/``headers`` value: its shape, then its references (never one of stigmer's own secrets)."""
+    if isinstance(value, Mapping) and set(value) != {"valueFrom"}:
+        raise ValueError(f"{_VALUE_SHAPE}; a mapping must have exactly one key, valueFrom")
+    try:
+        parsed = handler(value)
+    except ValidationError:
+        if isinstance(value, (int, float, bool)):
+            raise ValueError(f"{_VALUE_SHAPE}, got {value!r}: quote it (\"{value}\")") from None
+        raise ValueError(_VALUE_SHAPE) from None
+    if isinstance(parsed, ValueFrom) and not ENV_NAME.match(parsed.value_from.secret):
+        raise ValueError(f"valueFrom.secret: {parsed.value_from.secret!r} is not a variable name "
+                         "(letters, digits and _, not starting with a digit)")
+    raw = parsed.dump() if isinstance(parsed, ValueFrom) else parsed
+    for ref in value_references("", raw):
+        try:
+            refuse_own_secret(ref)
+        except GrantError:
+            raise ValueError(f"{ref.written} is one of stigmer's own secrets (LLM keys, stigmer's tokens, the "
+                             "Temporal key): MCP servers can never be given it; store the server's own credential "
+                             "with `stigmer secret set NAME` and reference that") from None
+    return parsed
+
+
+EnvValue = Annotated[str | ValueFrom, WrapValidator(_env_value)]
+"""A plain string (``${NAME}`` references allowed) or ``{valueFrom: {secret: NAME}}``."""
+
+
 class StdioTransport(_Model):
     """Run the MCP server as a child process speaking MCP on stdin/stdout.
 
     ``env`` is the whole environment the child gets (plus ``PATH`` and the SDK's harmless basics):
-    the worker's own variables, its API keys above all, never reach it. A value may name one of
-    the worker's variables as ``${NAME}``; it is filled in by the worker when the child starts,
-    so the secret itself never enters the execution's history.
+    the worker's own variables, its API keys above all, never reach it. A value may reference a
+    granted variable as ``${NAME}`` or a secret-store entry as ``{valueFrom: {secret: NAME}}``; the
+    runner fills it in when the child starts, so the secret itself never enters the execution's
+    history (see ``stigmer.config.grants``). Stigmer's own secrets can never be referenced.
     """
 
     command: str = Field(min_length=1)
     args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, EnvValue] = Field(default_factory=dict)
     cwd: str | None = None
 
 
 class HttpTransport(_Model):
-    """Reach the MCP server over streamable HTTP. Header values may use ``${NAME}`` like stdio ``env``."""
+    """Reach the MCP server over streamable HTTP. Header values take references like stdio ``env``."""
 
     url: str = Field(pattern=r"^https?://")
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, EnvValue] = Field(default_factory=dict)
 
 
 class McpServerSpec(_Model):
@@ -119,6 +167,23 @@ class McpServer(_Model):
     @property
     def name(self) -> str:
         return self.metadata.name
+
+    @classmethod
+    def from_stored(cls, document: Mapping[str, Any]) -> McpServer:
+        """A stored document, as a UserError if today's rules refuse it (stored before they existed).
+
+        For example a reference to one of stigmer's own secrets applied by an older version: such a
+        server must not start, and a run that uses it must say why instead of failing with a 500.
+        """
+        try:
+            return cls.model_validate(document)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            name = (document.get("metadata") or {}).get("name", "?")
+            raise UserError(f"MCP server {name!r} as stored is no longer valid: {where}: "
+                            f"{str(first['msg']).removeprefix('Value error, ')}",
+                            hint="fix it and apply it again with `stigmer apply -f FILE`") from None
 
 
 Resource = Agent | McpServer

@@ -97,7 +97,7 @@ class Activities:
     def __init__(self, cfg: Any, sink: EventSink) -> None:
         self.cfg = cfg
         self.sink = sink
-        self.mcp = McpPool()
+        self.mcp = McpPool(home=cfg.home, allow_env=cfg.value("mcp.allow_env"))
         self._models: dict[str, Any] = {}
         self.limits = workspace.Limits(output_chars=cfg.value("limits.tool_output_chars"),
                                        write_bytes=cfg.value("limits.write_file_bytes"))
@@ -233,7 +233,9 @@ class Activities:
                 return await self.mcp.call_tool(server, tool.remote_name or tool.name, args)
             if not inp.toolset.workspace:
                 return "this execution has no workspace", True
-            return await workspace.call(tool.name, Path(inp.toolset.workspace), args, self.limits), False
+            tls_key = self.cfg.temporal.tls.client_key  # the shell sees neither stigmer's home nor this key
+            return await workspace.call(tool.name, Path(inp.toolset.workspace), args, self.limits,
+                                        home=self.cfg.home, hidden=[Path(tls_key)] if tls_key else []), False
         except (workspace.ToolFailure, McpFailure) as exc:
             return str(exc), True
 

@@ -6,7 +6,10 @@ not a process start. Each session is owned by its own task, because the SDK's co
 share it. A session that breaks (the child died) is dropped and reopened on the next call.
 
 A stdio child gets only the environment its resource declares, plus ``PATH`` and the SDK's
-harmless basics (HOME, USER, SHELL, TERM, LOGNAME): never the worker's API keys. Tool errors,
+harmless basics (HOME, USER, SHELL, TERM, LOGNAME): never the worker's API keys. A reference in
+``env``/``headers`` (``${NAME}``, ``valueFrom: {secret: NAME}``) is filled in here, at connect time,
+only when granted (``stigmer.config.grants``: the secret store, then ``mcp.allow_env``); an ungranted
+one is an :class:`McpFailure` naming the server, the variable and how to grant it. Tool errors,
 unknown tools and broken servers all come back as error results the model sees.
 """
 
@@ -14,14 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import re
 import sys
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+from ...config.grants import GrantError, Grants, server_references
+from ...errors import UserError
 from ..params import ToolSchema
+from ._childenv import scrubbed_env
 from .workspace import truncate
 
 log = logging.getLogger("stigmer.mcp")
@@ -29,17 +38,19 @@ log = logging.getLogger("stigmer.mcp")
 CONNECT_TIMEOUT = 60.0
 
 
-_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+def filled(server: dict[str, Any], grants: Grants) -> dict[str, str]:
+    """The server's ``env`` (stdio) or ``headers`` (http) with every reference filled in from ``grants``.
 
-
-def expand(values: dict[str, str] | None) -> dict[str, str]:
-    """``${NAME}`` in a value -> the worker's ``$NAME``, at call time.
-
-    So a resource can hand one secret to its server (``env: {GITHUB_TOKEN: "${GITHUB_TOKEN}"}``,
-    ``headers: {Authorization: "Bearer ${TOKEN}"}``) without the secret entering the workflow
-    input or history: only the reference is pinned there. Nothing is passed that is not named.
+    Only the references are pinned in the workflow input and history; the values exist only here and
+    in the child's environment or the request headers. Raises McpFailure for an ungranted reference.
     """
-    return {k: _REF.sub(lambda m: os.environ.get(m.group(1), ""), str(v)) for k, v in (values or {}).items()}
+    name = str(server.get("name"))
+    try:
+        if server.get("stdio"):
+            return grants.fill(name, "spec.stdio.env", server["stdio"].get("env"))
+        return grants.fill(name, "spec.http.headers", (server.get("http") or {}).get("headers"))
+    except GrantError as exc:
+        raise McpFailure(f"{exc.message} → {exc.hint}") from None
 
 
 def _command(command: str) -> str:
@@ -60,10 +71,12 @@ def _key(server: dict[str, Any]) -> str:
 
 
 class _Connection:
-    """One live MCP session, owned by its own task."""
+    """One live MCP session, owned by its own task, started with ``values`` (the filled-in env or headers)."""
 
-    def __init__(self, server: dict[str, Any]) -> None:
+    def __init__(self, server: dict[str, Any], values: dict[str, str], digest: str) -> None:
         self.server = server
+        self.values = values
+        self.digest = digest
         self.session: Any = None
         self.error: BaseException | None = None
         self._ready = asyncio.Event()
@@ -75,7 +88,7 @@ class _Connection:
 
         if self.server.get("stdio"):
             stdio = self.server["stdio"]
-            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **expand(stdio.get("env"))}
+            env = scrubbed_env(**self.values)
             params = StdioServerParameters(command=_command(stdio["command"]), args=list(stdio.get("args") or []),
                                            env=env, cwd=stdio.get("cwd"))
             return await stack.enter_async_context(stdio_client(params))
@@ -83,7 +96,7 @@ class _Connection:
         from mcp.shared._httpx_utils import create_mcp_http_client
 
         http = self.server["http"]
-        client = await stack.enter_async_context(create_mcp_http_client(headers=expand(http.get("headers"))))
+        client = await stack.enter_async_context(create_mcp_http_client(headers=self.values))
         return await stack.enter_async_context(streamable_http_client(http["url"], http_client=client))
 
     async def _run(self) -> None:
@@ -160,20 +173,44 @@ def exposed_name(server: str, tool: str, taken: set[str]) -> str:
 
 
 class McpPool:
-    """Live MCP sessions of one worker, keyed by server spec."""
+    """Live MCP sessions of one worker, keyed by server spec.
 
-    def __init__(self) -> None:
+    Args:
+        home: the stigmer home whose secret store fills references (default: ``$STIGMER_HOME``).
+        allow_env: the runner's variables servers may reference as ``${NAME}`` (``mcp.allow_env``).
+    """
+
+    def __init__(self, home: Path | None = None, allow_env: Iterable[str] = ()) -> None:
+        from ...config.resolve import default_home
+
+        self.home = Path(home) if home is not None else default_home(os.environ)
+        self.allow_env = tuple(allow_env)
         self._conns: dict[str, _Connection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+
+    def _grants(self, server: dict[str, Any]) -> Grants:
+        """What references may be filled from: the secret store is read only when the server has references."""
+        from ...config.secret_store import SecretStore
+
+        secrets: dict[str, str] = {}
+        if server_references(server):
+            try:
+                secrets = SecretStore(self.home).values()
+            except UserError as exc:
+                raise McpFailure(f"MCP server {server.get('name')!r}: {exc.message} → {exc.hint}") from None
+        return Grants(secrets, self.allow_env, os.environ)
 
     async def _session(self, server: dict[str, Any]) -> Any:
         key = _key(server)
         async with self._locks.setdefault(key, asyncio.Lock()):
+            values = filled(server, self._grants(server))
+            # A granted value changed (`stigmer secret set`) -> a new session; the digest keeps no value in clear.
+            digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
             conn = self._conns.get(key)
-            if conn is None or not conn.alive:
+            if conn is None or not conn.alive or conn.digest != digest:
                 if conn is not None:
                     await conn.close()
-                conn = _Connection(server)
+                conn = _Connection(server, values, digest)
                 await conn.open()
                 self._conns[key] = conn
             return conn.session

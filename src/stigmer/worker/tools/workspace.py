@@ -6,19 +6,28 @@ out, an absolute path elsewhere, a symlink pointing out, a NUL byte or an over-l
 refused with a :class:`ToolFailure` whose message the model sees, so it can correct itself.
 Outputs are bounded: big files and listings are truncated with a note; binary files are
 described, not dumped; ``write_file`` refuses content over its limit (:class:`Limits`, which the
-runner fills from ``limits.*``). The shell gets a minimal environment: never the worker's API keys.
+runner fills from ``limits.*``).
+
+The shell runs as the user, with the same scrubbed environment as an MCP child (never the runner's
+keys), in a sandbox (``_sandbox.py``: user + mount + PID namespaces) where stigmer's home is an empty
+directory except for the workspace, and no other process is visible. Where namespaces are refused it
+runs with the scrubbed environment only, and the runner logs that once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import _sandbox
+from ._childenv import scrubbed_env
 from .builtin import SCHEMAS, TOOLSETS
 
 __all__ = ["SCHEMAS", "TOOLSETS", "Limits", "ToolFailure", "call", "resolve_path", "truncate"]
@@ -154,18 +163,69 @@ def write_file(root: Path, path: str, content: Any, limit: int = MAX_WRITE) -> s
     return f"wrote {len(content.encode())} bytes to {_rel(root, target)}"
 
 
+log = logging.getLogger("stigmer.worker.shell")
+_SANDBOX: dict[str, bool] = {}  # "available" once probed: one probe and at most one warning per runner
+
+
 def _shell_env(root: Path) -> dict[str, str]:
-    """A minimal environment: the worker's variables (its API keys above all) stay out."""
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(root), "LANG": "C.UTF-8", "TERM": "dumb"}
+    """The MCP children's scrubbed environment, the workspace as HOME: the worker's keys stay out."""
+    return scrubbed_env(HOME=str(root), LANG="C.UTF-8", TERM="dumb")
 
 
-async def run_shell(root: Path, command: Any, timeout: float = SHELL_TIMEOUT) -> str:
+PRIVATE_DIRS = ("run", "data", "logs", "temporal")
+"""Directories of stigmer's home the shell never runs in: the token, the database, logs and histories."""
+
+
+def _check_workspace(root: Path, home: Path) -> None:
+    """Refuse a workspace that is stigmer's home or lies in one of its private directories.
+
+    The sandbox shows the command an empty home with only the workspace mounted back, so any other
+    directory under the home is fine; these would bring the token or the database back into view.
+    """
+    real, home = root.resolve(), home.resolve()
+    private = [home / name for name in PRIVATE_DIRS]
+    if real == home or any(real == p or p in real.parents for p in private):
+        raise ToolFailure(f"the workspace {root} is stigmer's home or one of its private directories "
+                          f"({', '.join(PRIVATE_DIRS)}): the shell tool does not run there; use a workspace "
+                          "elsewhere (the default is $STIGMER_HOME/workspaces/<agent>)")
+
+
+async def _sandboxed(root: Path, hidden: Sequence[str], command: str) -> list[str]:
+    """The argv that runs ``command`` in the sandbox, or plain bash where this machine cannot build one."""
+    if "available" not in _SANDBOX:
+        proc = await asyncio.create_subprocess_exec(
+            *_sandbox.argv(str(root), hidden, ":", probe=True), env=_shell_env(root), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        out, err = await proc.communicate()
+        _SANDBOX["available"] = proc.returncode == 0
+        if proc.returncode != 0:
+            reason = err.decode(errors="replace").strip().removeprefix(_sandbox.MARK).strip()
+            reason = reason or f"exit {proc.returncode}"
+            log.warning("the shell tool runs unsandboxed on this machine (%s): commands get the scrubbed environment "
+                        "but can read what this user can, stigmer's home included", reason)
+        elif out.strip():
+            log.warning("shell sandbox: %s", out.decode(errors="replace").strip())
+    if _SANDBOX["available"]:
+        return _sandbox.argv(str(root), hidden, command)
+    return ["bash", "-c", command]
+
+
+def _hidden(home: Path, hidden: Sequence[Path]) -> list[str]:
+    return [str(Path(p).expanduser().resolve()) for p in (home, *hidden) if p and Path(p).expanduser().exists()]
+
+
+async def run_shell(root: Path, command: Any, timeout: float = SHELL_TIMEOUT, *, home: Path | None = None,
+                    hidden: Sequence[Path] = ()) -> str:
+    """Run ``command`` with bash in the workspace, sandboxed (stigmer's ``home`` and ``hidden`` files unseen)."""
     if not isinstance(command, str) or not command.strip():
         raise ToolFailure("command must be a non-empty string")
     if "\x00" in command:
         raise ToolFailure("command contains a NUL byte")
+    home = home if home is not None else _default_home()
+    _check_workspace(root, home)
+    argv = await _sandboxed(root.resolve(), _hidden(home, hidden), command)
     proc = await asyncio.create_subprocess_exec(
-        "bash", "-c", command, cwd=root.resolve(), env=_shell_env(root), stdin=asyncio.subprocess.DEVNULL,
+        *argv, cwd=root.resolve(), env=_shell_env(root), stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout)
@@ -177,16 +237,28 @@ async def run_shell(root: Path, command: Any, timeout: float = SHELL_TIMEOUT) ->
             raise
         raise ToolFailure(f"command timed out after {timeout:g}s and was killed") from None
     text = out.decode("utf-8", errors="replace")
+    if proc.returncode == _sandbox.UNAVAILABLE and text.startswith(_sandbox.MARK):
+        raise ToolFailure(f"the shell sandbox could not be set up, nothing ran: {text.strip()}")
     return truncate(f"exit code {proc.returncode}\n{text}")
 
 
-async def call(name: str, root: Path, args: dict[str, Any], limits: Limits | None = None) -> str:
-    """Run built-in tool ``name`` with ``args`` (bad arguments are a ToolFailure, like any refusal)."""
+def _default_home() -> Path:
+    from ...config.resolve import default_home
+
+    return default_home(os.environ)
+
+
+async def call(name: str, root: Path, args: dict[str, Any], limits: Limits | None = None, *,
+               home: Path | None = None, hidden: Sequence[Path] = ()) -> str:
+    """Run built-in tool ``name`` with ``args`` (bad arguments are a ToolFailure, like any refusal).
+
+    ``home`` (default: ``$STIGMER_HOME``) and the ``hidden`` files are what a shell command must not see.
+    """
     limits = limits or Limits()
     root.mkdir(parents=True, exist_ok=True)
     try:
         if name == "run_shell":
-            return await run_shell(root, args.get("command"))
+            return await run_shell(root, args.get("command"), home=home, hidden=hidden)
         if name == "list_files":
             return await asyncio.to_thread(list_files, root, str(args.get("path") or "."))
         if name == "read_file":

@@ -41,14 +41,18 @@ def test_embedded_provider_streams_and_honours_max_tokens(llamacpp_server: str, 
     assert finish == ["length"]
 
 
-async def test_a_reply_cut_at_max_tokens_is_marked_truncated(llamacpp_server: str, stigmer_home: Path) -> None:
-    """The real server's stream, merged as the runner merges it: the stop reason survives and marks the reply."""
+def test_a_reply_cut_at_max_tokens_is_marked_truncated(llamacpp_server: str, stigmer_home: Path) -> None:
+    """The real server's stream, merged as the runner merges it: the stop reason survives and marks the reply.
+
+    Synchronous on purpose: LangChain caches its async HTTP client per base URL, and a client made in this
+    test's event loop would be closed for the next test that calls the same server from another loop.
+    """
     from stigmer.worker._messages import from_langchain
 
     cfg = _cfg(stigmer_home, "llamacpp", llamacpp_server)
     spec = registry.resolve_model(cfg, params={"max_tokens": "5", "temperature": "0"})
     merged: Any = None
-    async for chunk in registry.get_chat_model(spec, cfg).astream("Tell me a long story about the sea"):
+    for chunk in registry.get_chat_model(spec, cfg).stream("Tell me a long story about the sea"):
         merged = chunk if merged is None else merged + chunk
     assert from_langchain(merged, 1)["truncated"] is True
 

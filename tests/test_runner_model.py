@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,6 +127,10 @@ def test_run_model_beats_the_agents_which_beats_the_runners(
         apply(api, agent_doc("plain"), agent_doc("pinned", model=f"scripted:{scripts['agent']}"))
         ran = {"runner": invoke(capsys, "run", "plain", "hi"), "agent": invoke(capsys, "run", "pinned", "hi"),
                "run": invoke(capsys, "run", "pinned", "hi", "--model", f"scripted:{scripts['run']}")}
+        code, listed, _ = invoke(capsys, "execution", "list", "-o", "json")
+    assert code == 0
+    records = {item["model_source"]: item["model"]["model"] for item in json.loads(listed)}
+    assert records == {who: scripts[who] for who in ("runner", "agent", "run")}  # the record says who won
     origins = {"runner": "env STIGMER_LLM_MODEL", "agent": "agent pinned spec.model", "run": "stigmer run --model"}
     for who, (code, out, err) in ran.items():
         assert code == 0, err

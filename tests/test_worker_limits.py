@@ -153,3 +153,30 @@ async def test_write_file_counts_bytes_not_characters(tmp_path: Path, content: s
     else:
         await workspace.call("write_file", tmp_path, {"path": "f.txt", "content": content}, limits)
         assert (tmp_path / "f.txt").read_text() == content
+
+
+async def test_a_limit_raised_past_64_kib_lets_every_tool_return_more(
+        tmp_path: Path, temporal_server: Any, client: Client, queue: str, collector: EventCollector,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``limits.tool_output_chars`` is the only cut: no tool keeps a 64 KiB limit of its own."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    size = 100_000
+    (ws / "long.txt").write_text("r" * size)
+    shell = f"head -c {size} /dev/zero | tr '\\0' s"
+    script = write_script(tmp_path / "s.json", [
+        {"content": "", "tool_calls": [{"name": "read_file", "args": {"path": "long.txt"}},
+                                       {"name": "run_shell", "args": {"command": shell}},
+                                       {"name": "echo", "args": {"text": "m" * size}}]},
+        {"content": "Done."},
+    ])
+    inp = execution(script, workspace=ws, tools=["workspace", "shell"], mcp=[_echo_server()])
+    env = {**limits_env(temporal_server, queue, collector), "STIGMER_LIMIT_TOOL_OUTPUT_CHARS": "200000"}
+    async with worker_in_process(env, monkeypatch):
+        handle = await start(client, inp, queue)
+        assert (await handle.result()).status == "completed"
+        status = await handle.query("status")
+    read, shell, echo = [m for m in status["messages"] if m["role"] == "tool"]
+    assert read["content"] == "r" * size
+    assert shell["content"] == f"exit code 0\n{'s' * size}"
+    assert echo["content"] == "m" * size

@@ -230,7 +230,7 @@ class Activities:
                 server = next((s for s in inp.toolset.mcp_servers if s.get("name") == tool.server), None)
                 if server is None:
                     return f"MCP server {tool.server!r} is not available to this agent", True
-                return await self.mcp.call_tool(server, tool.remote_name or tool.name, args)
+                return await self.mcp.call_tool(server, tool.remote_name or tool.name, args, self.limits.output_chars)
             if not inp.toolset.workspace:
                 return "this execution has no workspace", True
             tls_key = self.cfg.temporal.tls.client_key  # the shell sees neither stigmer's home nor this key

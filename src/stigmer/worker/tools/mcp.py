@@ -31,7 +31,7 @@ from ...config.grants import GrantError, Grants, server_references
 from ...errors import UserError
 from ..params import ToolSchema
 from ._childenv import scrubbed_env
-from .workspace import truncate
+from .workspace import MAX_OUTPUT, truncate
 
 log = logging.getLogger("stigmer.mcp")
 
@@ -147,7 +147,7 @@ def _describe(exc: BaseException | None) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _content_text(result: Any) -> str:
+def _content_text(result: Any, limit: int) -> str:
     parts: list[str] = []
     for block in getattr(result, "content", None) or []:
         kind = getattr(block, "type", "")
@@ -158,7 +158,7 @@ def _content_text(result: Any) -> str:
     structured = getattr(result, "structured_content", None)
     if not parts and structured is not None:
         parts.append(json.dumps(structured))
-    return truncate("\n".join(parts) if parts else "(no output)")
+    return truncate("\n".join(parts) if parts else "(no output)", limit)
 
 
 _SAFE = re.compile(r"[^a-zA-Z0-9_-]")
@@ -242,7 +242,8 @@ class McpPool:
                                   server=str(server.get("name")), remote_name=tool.name))
         return out
 
-    async def call_tool(self, server: dict[str, Any], tool: str, args: dict[str, Any]) -> tuple[str, bool]:
+    async def call_tool(self, server: dict[str, Any], tool: str, args: dict[str, Any],
+                        limit: int = MAX_OUTPUT) -> tuple[str, bool]:
         """Call ``tool``: ``(text, is_error)``. A tool error is a result; a broken server raises McpFailure."""
         enabled = server.get("enabledTools")
         if enabled is not None and tool not in enabled:
@@ -260,7 +261,7 @@ class McpPool:
                 return f"MCP server {server.get('name')!r} refused the call: {exc}", True
             await self._drop(server)
             raise McpFailure(f"MCP server {server.get('name')!r} broke during {tool!r}: {_describe(exc)}") from None
-        return _content_text(result), bool(getattr(result, "is_error", False))
+        return _content_text(result, limit), bool(getattr(result, "is_error", False))
 
     async def aclose(self) -> None:
         conns, self._conns = list(self._conns.values()), {}

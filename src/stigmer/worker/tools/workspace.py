@@ -214,7 +214,8 @@ def _hidden(home: Path, hidden: Sequence[Path]) -> list[str]:
     return [str(Path(p).expanduser().resolve()) for p in (home, *hidden) if p and Path(p).expanduser().exists()]
 
 
-async def run_shell(root: Path, command: Any, timeout: float = SHELL_TIMEOUT, *, home: Path | None = None,
+async def run_shell(root: Path, command: Any, timeout: float = SHELL_TIMEOUT, *, limit: int = MAX_OUTPUT,
+                    home: Path | None = None,
                     hidden: Sequence[Path] = ()) -> str:
     """Run ``command`` with bash in the workspace, sandboxed (stigmer's ``home`` and ``hidden`` files unseen)."""
     if not isinstance(command, str) or not command.strip():
@@ -239,7 +240,7 @@ async def run_shell(root: Path, command: Any, timeout: float = SHELL_TIMEOUT, *,
     text = out.decode("utf-8", errors="replace")
     if proc.returncode == _sandbox.UNAVAILABLE and text.startswith(_sandbox.MARK):
         raise ToolFailure(f"the shell sandbox could not be set up, nothing ran: {text.strip()}")
-    return truncate(f"exit code {proc.returncode}\n{text}")
+    return truncate(f"exit code {proc.returncode}\n{text}", limit)
 
 
 def _default_home() -> Path:
@@ -258,7 +259,7 @@ async def call(name: str, root: Path, args: dict[str, Any], limits: Limits | Non
     root.mkdir(parents=True, exist_ok=True)
     try:
         if name == "run_shell":
-            return await run_shell(root, args.get("command"), home=home, hidden=hidden)
+            return await run_shell(root, args.get("command"), limit=limits.output_chars, home=home, hidden=hidden)
         if name == "list_files":
             return await asyncio.to_thread(list_files, root, str(args.get("path") or "."))
         if name == "read_file":

@@ -5,7 +5,7 @@ spools it when it is stopped; the daemon drops the ones it already stored): a co
 stream must hold every middle event too, one ``message`` per model step and one ``tool_finished`` per
 tool call. A stream missing one is a failure.
 
-A tool call's side effect is a line ``call <n> <runner pid>`` in the execution's ``sidefx.log``. Temporal's
+A tool call's side effect is a line ``call <n>`` in the execution's ``sidefx.log``. Temporal's
 history says how often each call was started (``attempt`` of its ``ActivityTaskStarted`` event): a killed
 worker's attempt may have run before it died, so a retried call may leave one line per attempt. More lines
 than attempts, or a call scheduled twice, is a completed call that ran again: a duplicate.

@@ -102,7 +102,7 @@ def plan_faults(seed: int, executions: int, kills: int) -> list[Fault]:
 def _script_steps() -> list[dict[str, Any]]:
     steps: list[dict[str, Any]] = []
     for n in range(1, TOOL_STEPS + 1):
-        command = f'sleep {TOOL_SECONDS}; echo "call {n} $PPID" >> sidefx.log'
+        command = f'sleep {TOOL_SECONDS}; echo "call {n}" >> sidefx.log'
         steps.append({"content": f"Step {n}.", "delay": MODEL_SECONDS,
                       "tool_calls": [{"name": "run_shell", "args": {"command": command}}]})
     steps.append({"content": "All steps done.", "delay": MODEL_SECONDS})

@@ -11,6 +11,8 @@ import pytest
 from tests.support.llamacpp import llamacpp_server  # noqa: F401  (session fixture for every test)
 from tests.support.temporal import TemporalServer, start_temporal
 
+pytest_plugins = ["tests.support.fake_api"]  # cfg, temporal, api, http for API tests over a stand-in Temporal
+
 # Variables that would leak the developer's own setup into a test.
 _FOREIGN = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OLLAMA_HOST", "OLLAMA_BASE_URL", "TEMPORAL_ADDRESS",
             "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_SERVICE_ADDRESS", "LLM_PROVIDER", "LLM_MODEL", "MODE",

@@ -39,20 +39,9 @@ def cfg(stigmer_home: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
 
 
 @pytest.fixture
-def temporal() -> FakeTemporal:
-    return FakeTemporal()
-
-
-@pytest.fixture
 def api(cfg: Config, temporal: FakeTemporal) -> Iterator[ApiServer]:
     with serve_api(make_context(cfg, fake_client(temporal)), publish=False) as served:
         yield served
-
-
-@pytest.fixture
-def http(api: ApiServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api.url, headers=api.headers(), timeout=10) as client:
-        yield client
 
 
 def test_health_is_open_and_everything_else_needs_the_token(api: ApiServer) -> None:

@@ -8,17 +8,13 @@ role may do; a wrong token still gets 401; the admin token still opens everythin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from stigmer.config import Config
 from stigmer.daemon.files import RUNNER_TOKEN_FILE, TOKEN_FILE
-from tests.support.daemon_api import ApiServer, FakeTemporal, fake_client, make_context, scripted_config, serve_api
-from tests.support.scripted_provider import PLUGIN
+from tests.support.daemon_api import ApiServer, FakeTemporal
 
 V1 = "agentic.stigmer.ai/v1"
 AGENT = {"apiVersion": V1, "kind": "Agent", "metadata": {"name": "hello"}, "spec": {"instructions": "Be brief."}}
@@ -33,23 +29,6 @@ ADMIN_ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/v1/executions/{id}/cancel", None), ("GET", "/v1/executions/{id}/events", None),
     ("DELETE", "/v1/executions/{id}", None), ("POST", "/v1/executions/prune", {"older_than": "0"}),
 ]
-
-
-@pytest.fixture
-def cfg(stigmer_home: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
-    monkeypatch.setenv("STIGMER_PLUGINS", PLUGIN)
-    return scripted_config(stigmer_home)
-
-
-@pytest.fixture
-def temporal() -> FakeTemporal:
-    return FakeTemporal()
-
-
-@pytest.fixture
-def api(cfg: Config, temporal: FakeTemporal) -> Iterator[ApiServer]:
-    with serve_api(make_context(cfg, fake_client(temporal))) as served:
-        yield served
 
 
 def _execution(api: ApiServer) -> str:

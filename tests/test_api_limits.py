@@ -18,8 +18,7 @@ import httpx
 import pytest
 
 from stigmer.config import Config
-from tests.support.daemon_api import ApiServer, FakeTemporal, fake_client, invoke, make_context, scripted_config
-from tests.support.daemon_api import serve_api as serve
+from tests.support.daemon_api import ApiServer, FakeTemporal, invoke, scripted_config
 from tests.support.scripted_provider import PLUGIN
 
 LIMIT = 4096
@@ -32,23 +31,6 @@ def cfg(stigmer_home: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
     monkeypatch.setenv("STIGMER_PLUGINS", PLUGIN)
     return scripted_config(stigmer_home, STIGMER_LIMIT_REQUEST_BYTES=str(LIMIT),
                            STIGMER_LIMIT_MESSAGE_CHARS=str(MESSAGE_LIMIT))
-
-
-@pytest.fixture
-def temporal() -> FakeTemporal:
-    return FakeTemporal()
-
-
-@pytest.fixture
-def api(cfg: Config, temporal: FakeTemporal) -> Iterator[ApiServer]:
-    with serve(make_context(cfg, fake_client(temporal))) as served:
-        yield served
-
-
-@pytest.fixture
-def http(api: ApiServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api.url, headers=api.headers(), timeout=30) as client:
-        yield client
 
 
 def agent(name: str, instructions: str = "Be brief.") -> dict[str, Any]:

@@ -45,23 +45,6 @@ DAY = 86400.0
 
 
 @pytest.fixture
-def cfg(stigmer_home: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
-    monkeypatch.setenv("STIGMER_PLUGINS", PLUGIN)
-    return scripted_config(stigmer_home)
-
-
-@pytest.fixture
-def temporal() -> FakeTemporal:
-    return FakeTemporal()
-
-
-@pytest.fixture
-def api(cfg: Config, temporal: FakeTemporal) -> Iterator[ApiServer]:
-    with serve_api(make_context(cfg, fake_client(temporal))) as served:
-        yield served
-
-
-@pytest.fixture
 def http(api: ApiServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=api.url, headers=api.headers(), timeout=10) as client:
         client.post("/v1/apply", json={"documents": [AGENT]}).raise_for_status()

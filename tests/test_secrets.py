@@ -177,11 +177,6 @@ def agent(name: str, servers: list[str]) -> dict[str, Any]:
             "spec": {"instructions": "Use the tools.", "mcpServers": servers}}
 
 
-@pytest.fixture
-def temporal() -> FakeTemporal:
-    return FakeTemporal()
-
-
 def serve(home: Path, temporal: FakeTemporal, **env: str) -> Any:
     return serve_api(make_context(scripted_config(home, **env), fake_client(temporal)))
 
@@ -191,12 +186,6 @@ def api(stigmer_home: Path, monkeypatch: pytest.MonkeyPatch, temporal: FakeTempo
     monkeypatch.setenv("STIGMER_PLUGINS", PLUGIN)
     with serve(stigmer_home, temporal) as served:
         yield served
-
-
-@pytest.fixture
-def http(api: ApiServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api.url, headers=api.headers(), timeout=10) as client:
-        yield client
 
 
 LITERALS = {"GITHUB_TOKEN": VALUE, "OPENAI_KEY": "sk-proj-" + "a1B2" * 8, "AWS_KEY": "AKIAIOSFODNN7EXAMPLE",

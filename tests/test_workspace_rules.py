@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stigmer.config import Config
 from stigmer.errors import UserError
 from stigmer.resources import load_documents
 from stigmer.resources.workspace import SYSTEM_DIRS, resolve_workspace
-from tests.support.daemon_api import ApiServer, FakeTemporal, fake_client, invoke, make_context, scripted_config
-from tests.support.daemon_api import serve_api as serve
-from tests.support.scripted_provider import PLUGIN
+from tests.support.daemon_api import ApiServer, FakeTemporal, invoke
 
 V1 = "agentic.stigmer.ai/v1"
 
@@ -177,29 +173,6 @@ def test_apply_refuses_a_hostile_spec_workspace(raw: str, tmp_path: Path, capsys
     path.write_text(agent_yaml(raw))
     code, _, err = invoke(capsys, "apply", "-f", str(path))
     assert code == 2 and "spec.workspace: " in err and "Traceback" not in err
-
-
-@pytest.fixture
-def cfg(stigmer_home: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
-    monkeypatch.setenv("STIGMER_PLUGINS", PLUGIN)
-    return scripted_config(stigmer_home)
-
-
-@pytest.fixture
-def temporal() -> FakeTemporal:
-    return FakeTemporal()
-
-
-@pytest.fixture
-def api(cfg: Config, temporal: FakeTemporal) -> Iterator[ApiServer]:
-    with serve(make_context(cfg, fake_client(temporal))) as served:
-        yield served
-
-
-@pytest.fixture
-def http(api: ApiServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api.url, headers=api.headers(), timeout=10) as client:
-        yield client
 
 
 def agent_doc(**spec: Any) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from tests.support.temporal import temporal_binary
 
 TERMINAL = ("completed", "failed", "cancelled")
 TOOL_CALLS = 3  # tool calls per execution (the suite's script)
-_CALL = re.compile(r"call (\d+) ")
+_CALL = re.compile(r"call (\d+)\b")
 
 
 def check_all(stack: LocalStack, executions: dict[str, Path], report: Any) -> None:

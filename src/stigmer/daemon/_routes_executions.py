@@ -6,25 +6,24 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..config.durations import parse_duration
 from ..errors import UserError
 from ..store import STATUSES
-from . import _retention, _verify
+from . import _retention, _sessions, _verify
 from ._auth import ADMIN, RUNNER, Principal, require
 from ._limits import check_message
 from ._reconcile import reconcile, reconcile_many
 from ._sse import event_stream
 from ._start import StartUnconfirmed, prepare_input, start_workflow
-from ._state import ApiError, ApiState, KeyLock, StateDep
+from ._state import ApiError, ApiState, StateDep, one_at_a_time
 
 router = APIRouter()
 events_router = APIRouter()
@@ -34,12 +33,27 @@ assert set(get_args(Status)) == set(STATUSES)  # one list of statuses: the store
 
 
 class StartRequest(BaseModel):
-    """``POST /v1/executions``: which agent, what to say, and optionally a model and workspace for this run."""
+    """``POST /v1/executions``: which agent, what to say, and optionally a model and workspace for this run.
+
+    ``session`` (an id or a name; a name not known yet creates the session) or ``continue`` (the agent's most
+    recent open session) makes the run a turn of a session; ``max_tokens_total`` bounds its tokens.
+    """
+
+    model_config = ConfigDict(populate_by_name=True)
 
     agent: str = Field(min_length=1)
     message: str = Field(min_length=1)
     model: str | None = Field(default=None, min_length=1)
     workspace: str | None = Field(default=None, min_length=1)
+    session: str | None = Field(default=None, min_length=1, max_length=64)
+    continue_: bool = Field(default=False, alias="continue")
+    max_tokens_total: int | None = Field(default=None, ge=1, le=1_000_000_000)
+
+    @model_validator(mode="after")
+    def _one_session(self) -> StartRequest:
+        if self.session is not None and self.continue_:
+            raise ValueError("give either session or continue, not both")
+        return self
 
 
 class EventIn(BaseModel):
@@ -73,16 +87,39 @@ class PruneRequest(BaseModel):
 async def start_execution(request: StartRequest, state: StateDep, response: Response,
                           idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None
                           ) -> dict[str, Any]:
-    """Start an execution (201). With ``Idempotency-Key``, a repeat of the same start answers 200 with the same one."""
+    """Start an execution (201). With ``Idempotency-Key``, a repeat of the same start answers 200 with the same one.
+
+    In a session (``session``/``continue``) the execution is the session's next turn (see ``_sessions``).
+    """
     check_message(request.message, state.ctx.config.value("limits.message_chars"))
+    if request.session is not None or request.continue_:
+        return await _start_turn(state, request, response, idempotency_key)
     if idempotency_key is None:
         return await _start_new(state, request, None)
-    async with _one_start_per_key(state, idempotency_key):
+    async with one_at_a_time(state, idempotency_key):
         existing = state.store.find_by_idempotency_key(idempotency_key)
         if existing is None:
             return await _start_new(state, request, idempotency_key)
         response.status_code = 200
         return await _start_again(state, request, existing)
+
+
+async def _start_turn(state: ApiState, request: StartRequest, response: Response, key: str | None) -> dict[str, Any]:
+    """A run in a session: the named one (created when the name is new), or the agent's latest open one."""
+    model = request.model
+    if request.continue_:
+        session = state.store.latest_open_session(request.agent)
+        if session is None:
+            raise ApiError(404, f"agent {request.agent!r} has no open session to continue",
+                           f"start one with `stigmer run {request.agent} MESSAGE --session NAME`")
+    else:
+        assert request.session is not None
+        session, created = await _sessions.named_or_created(state, request.session, request.agent, request.model,
+                                                            request.workspace)
+        model = None if created else model  # a new session was created with the model asked for
+    turn = _sessions.Turn(request.message, model, request.max_tokens_total)
+    execution, response.status_code = await _sessions.send(state, session, turn, key)
+    return execution
 
 
 async def _start_new(state: ApiState, request: StartRequest, key: str | None) -> dict[str, Any]:
@@ -115,7 +152,7 @@ async def _start_again(state: ApiState, request: StartRequest, existing: dict[st
 async def _prepared(state: ApiState, execution_id: str, request: StartRequest) -> Any:
     try:
         return await prepare_input(state, execution_id, request.agent, request.message, request.model,
-                                   request.workspace)
+                                   request.workspace, request.max_tokens_total)
     except UserError as exc:
         raise ApiError(getattr(exc, "status", 400), exc.message, exc.hint) from None
 
@@ -131,20 +168,6 @@ async def _start(state: ApiState, params: Any, execution: dict[str, Any]) -> Non
         state.store.delete_execution(execution["id"])  # nothing half-written: no execution that never ran
         raise
     state.store.note_start_error(execution["id"], None)
-
-
-@contextlib.asynccontextmanager
-async def _one_start_per_key(state: ApiState, key: str) -> AsyncIterator[None]:
-    """Starts sharing an Idempotency-Key run one at a time (a retry waits for the first attempt to settle)."""
-    entry = state.starting.setdefault(key, KeyLock())
-    entry.users += 1
-    try:
-        async with entry.lock:
-            yield
-    finally:
-        entry.users -= 1
-        if entry.users == 0:
-            state.starting.pop(key, None)
 
 
 @router.get("/executions")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ from ._state import ApiError, ApiState, not_found
 if TYPE_CHECKING:
     from ..config import Config
     from ..providers.spec import ModelSpec
-    from ..worker.params import ExecutionInput
+    from ..worker.params import ExecutionInput, SessionInput
 
 log = logging.getLogger("stigmer.daemon.start")
 
@@ -95,13 +96,33 @@ def _refused(agents: bool, field: str, message: str, hint: str | None) -> ApiErr
                     errors=[{"loc": field, "msg": message.removeprefix(f"{field}: ")}])
 
 
-async def prepare_input(state: ApiState, execution_id: str, agent_name: str, message: str, model: str | None,
-                        workspace: str | None) -> tuple[ExecutionInput, dict[str, Any]]:
-    """The workflow input for a new execution and the model its record starts with; ApiError/UserError when it
-    cannot run."""
+@dataclass
+class Prepared:
+    """What executions and sessions start from alike: the agent's snapshot, checked, and where it runs with what.
+
+    Attributes:
+        agent_name: the agent's name.
+        snapshot: the agent's spec with its MCP servers inlined (``resources.agent_snapshot``), grants checked.
+        workspace: the run's workspace directory (made if it was ours to make).
+        max_steps: the agent's ``spec.maxSteps``.
+        model_name: the model asked for (the request's, else the agent's; None: the runner's own).
+        model_source: ``run``, ``agent`` or ``runner``: where ``model_name`` came from.
+        expected: the model the record starts with, until the runner's ``model_resolved``.
+    """
+
+    agent_name: str
+    snapshot: dict[str, Any]
+    workspace: str
+    max_steps: int
+    model_name: str | None
+    model_source: str
+    expected: dict[str, Any]
+
+
+async def prepare(state: ApiState, agent_name: str, model: str | None, workspace: str | None) -> Prepared:
+    """Everything a new execution or session needs, checked; ApiError/UserError when it cannot run."""
     from ..config.grants import check_run
     from ..resources import Agent, McpServer, agent_snapshot, parse_document
-    from ..worker.params import ExecutionInput
 
     row = state.store.get_resource("Agent", agent_name)
     if row is None:
@@ -119,22 +140,49 @@ async def prepare_input(state: ApiState, execution_id: str, agent_name: str, mes
     except UserError as exc:
         raise ApiError(409, exc.message, exc.hint) from None
     check_run(agent.name, snapshot["mcpServers"], state.ctx.config)  # 422 before a workflow: ungranted references
-    needs_tools = bool(agent.spec.tools or agent.spec.mcp_servers)
     requested = model or agent.spec.model
     source = "run" if model else "agent" if agent.spec.model else "runner"
-    expected = await asyncio.to_thread(expected_model, state.ctx.config, requested, needs_tools)
+    expected = await asyncio.to_thread(expected_model, state.ctx.config, requested, needs_tools(snapshot))
     path = _workspace(state.ctx.config, agent.name, workspace, agent.spec.workspace)
-    return ExecutionInput(execution_id=execution_id, agent_name=agent.name, agent=snapshot, message=message,
-                          workspace=path, max_steps=agent.spec.max_steps, model_name=requested,
-                          model_source=source), expected
+    return Prepared(agent.name, snapshot, path, agent.spec.max_steps, requested, source, expected)
+
+
+def needs_tools(snapshot: dict[str, Any]) -> bool:
+    """Whether the agent calls tools (its model must support tool calling)."""
+    return bool(snapshot.get("tools") or snapshot.get("mcpServers"))
+
+
+async def prepare_input(state: ApiState, execution_id: str, agent_name: str, message: str, model: str | None,
+                        workspace: str | None, max_tokens_total: int | None = None
+                        ) -> tuple[ExecutionInput, dict[str, Any]]:
+    """The workflow input for a new execution and the model its record starts with; ApiError/UserError when it
+    cannot run."""
+    from ..worker.params import ExecutionInput
+
+    p = await prepare(state, agent_name, model, workspace)
+    return ExecutionInput(execution_id=execution_id, agent_name=p.agent_name, agent=p.snapshot, message=message,
+                          workspace=p.workspace, max_steps=p.max_steps, model_name=p.model_name,
+                          model_source=p.model_source, max_tokens_total=max_tokens_total), p.expected
+
+
+async def prepare_session(state: ApiState, session_id: str, agent_name: str, model: str | None,
+                          workspace: str | None) -> tuple[SessionInput, Prepared]:
+    """The workflow input for a new session (checked as for an execution), and what it was prepared from."""
+    from ..worker.params import SessionInput
+
+    p = await prepare(state, agent_name, model, workspace)
+    return SessionInput(session_id=session_id, agent_name=p.agent_name, agent=p.snapshot, workspace=p.workspace,
+                        max_steps=p.max_steps, model_name=p.model_name, model_source=p.model_source), p
 
 
 class StartUnconfirmed(ApiError):
     """The start failed in a way that leaves open whether the workflow exists (Temporal did not answer)."""
 
 
-async def start_workflow(state: ApiState, params: ExecutionInput, workflow_id: str) -> None:
-    """Start ``AgentWorkflow`` on the runners' task queue; returns once Temporal has the workflow.
+async def start_workflow(state: ApiState, params: ExecutionInput | SessionInput, workflow_id: str,
+                         workflow: str | None = None, what: str = "execution") -> None:
+    """Start ``workflow`` (default ``AgentWorkflow``; ``SessionWorkflow`` for a session) on the runners' task queue;
+    returns once Temporal has the workflow.
 
     Idempotent by workflow id: ``WorkflowAlreadyStartedError`` (a retried start) counts as started.
     Raises ApiError(503) when the workflow surely does not exist (Temporal unreachable before the
@@ -149,9 +197,9 @@ async def start_workflow(state: ApiState, params: ExecutionInput, workflow_id: s
     try:
         client = await asyncio.wait_for(state.ctx.temporal_client(), START_TIMEOUT_S)
     except Exception as exc:  # nothing was sent: nothing was started
-        raise _unavailable(cfg, exc) from None
+        raise _unavailable(cfg, exc, what) from None
     try:
-        await asyncio.wait_for(client.start_workflow(WORKFLOW_NAME, params, id=workflow_id,
+        await asyncio.wait_for(client.start_workflow(workflow or WORKFLOW_NAME, params, id=workflow_id,
                                                      task_queue=cfg.value("runner.task_queue"),
                                                      rpc_timeout=timedelta(seconds=START_TIMEOUT_S)),
                                START_TIMEOUT_S + 1)
@@ -165,11 +213,11 @@ async def start_workflow(state: ApiState, params: ExecutionInput, workflow_id: s
         log.warning("the start of %s failed (%s) yet the workflow exists: it runs", workflow_id, _reason(failure))
         return
     if exists is None:
-        raise StartUnconfirmed(503, f"could not confirm the start of the execution on Temporal at "
+        raise StartUnconfirmed(503, f"could not confirm the start of the {what} on Temporal at "
                                     f"{cfg.temporal.address}: {_reason(failure)}",
                                "it stays pending: it runs if Temporal got it, else it is marked failed within a "
                                "minute; see `stigmer execution get ID`, check `stigmer local status`")
-    raise _unavailable(cfg, failure)
+    raise _unavailable(cfg, failure, what)
 
 
 async def _workflow_exists(client: Any, workflow_id: str) -> bool | None:
@@ -189,6 +237,6 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _unavailable(cfg: Config, exc: BaseException) -> ApiError:
-    return ApiError(503, f"could not start the execution on Temporal at {cfg.temporal.address}: {_reason(exc)}",
+def _unavailable(cfg: Config, exc: BaseException, what: str = "execution") -> ApiError:
+    return ApiError(503, f"could not start the {what} on Temporal at {cfg.temporal.address}: {_reason(exc)}",
                     "check the stack with `stigmer local status` (or `stigmer doctor`)")

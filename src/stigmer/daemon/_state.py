@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -41,7 +43,7 @@ class ApiState:
     """Everything a route needs: the daemon context, the open store, the live event hub.
 
     ``verifying`` holds the runners' terminal events waiting for Temporal's confirmation (event id ->
-    execution id, task); ``starting`` serialises starts that share an ``Idempotency-Key``.
+    execution id, task); ``starting`` serialises starts that share an ``Idempotency-Key`` (or a new session's name).
     """
 
     ctx: DaemonContext
@@ -63,3 +65,18 @@ def not_found(what: str, name: str, known: list[str], hint: str) -> ApiError:
 
 
 StateDep = Annotated[ApiState, Depends(api_state)]
+
+
+@contextlib.asynccontextmanager
+async def one_at_a_time(state: ApiState, key: str) -> AsyncIterator[None]:
+    """Requests sharing ``key`` (an Idempotency-Key, a new session's name) run one at a time: a retry waits for the
+    first attempt to settle."""
+    entry = state.starting.setdefault(key, KeyLock())
+    entry.users += 1
+    try:
+        async with entry.lock:
+            yield
+    finally:
+        entry.users -= 1
+        if entry.users == 0:
+            state.starting.pop(key, None)

@@ -29,9 +29,12 @@ from ._auth import ADMIN, require
 from ._limits import BodyLimit
 from ._reconcile import reconcile_loop
 from ._retention import retention_loop
+from ._routes_approvals import router as approvals_router
 from ._routes_executions import events_router
 from ._routes_executions import router as executions_router
 from ._routes_resources import router as resources_router
+from ._routes_sessions import router as sessions_router
+from ._routes_usage import router as usage_router
 from ._state import ApiError, ApiState, StateDep
 from ._storage_errors import storage_error
 from .context import DaemonContext
@@ -132,5 +135,8 @@ def create_app(ctx: DaemonContext) -> FastAPI:
     _info_routes(app, admin)
     app.include_router(resources_router, prefix="/v1", dependencies=admin)
     app.include_router(executions_router, prefix="/v1", dependencies=admin)
+    app.include_router(sessions_router, prefix="/v1", dependencies=admin)
+    app.include_router(approvals_router, prefix="/v1", dependencies=admin)
+    app.include_router(usage_router, prefix="/v1", dependencies=admin)
     app.include_router(events_router, prefix="/v1")  # its route admits the admin and runner tokens
     return app

@@ -66,6 +66,55 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE executions ADD COLUMN model_source TEXT",
         "CREATE INDEX executions_finished ON executions(finished_at)",
     ),
+    # 4: sessions (conversations: one long-lived workflow each, its executions are its turns), approvals (a
+    # person's decision on one tool call, or on going past a budget), and each execution's usage (from its
+    # terminal event; NULL: none reported). A session's usage is the sum of its turns' (computed, not stored).
+    (
+        """CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            name TEXT UNIQUE,
+            agent TEXT NOT NULL,
+            workflow_id TEXT NOT NULL,
+            workspace TEXT,
+            model TEXT NOT NULL,
+            model_name TEXT,
+            model_source TEXT,
+            status TEXT NOT NULL DEFAULT 'open',
+            turns INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            last_turn_at REAL
+        )""",
+        "CREATE INDEX sessions_agent ON sessions(agent, created_at)",
+        "ALTER TABLE executions ADD COLUMN session_id TEXT",
+        "ALTER TABLE executions ADD COLUMN turn INTEGER",
+        "ALTER TABLE executions ADD COLUMN input_tokens INTEGER",
+        "ALTER TABLE executions ADD COLUMN output_tokens INTEGER",
+        "ALTER TABLE executions ADD COLUMN cached_tokens INTEGER",
+        "ALTER TABLE executions ADD COLUMN cost_usd REAL",
+        "ALTER TABLE executions ADD COLUMN usage_estimated INTEGER",
+        "CREATE INDEX executions_session ON executions(session_id, turn)",
+        """CREATE TABLE approvals (
+            id TEXT PRIMARY KEY,
+            execution_id TEXT NOT NULL REFERENCES executions(id) ON DELETE CASCADE,
+            session_id TEXT,
+            kind TEXT NOT NULL,
+            tool TEXT,
+            args TEXT NOT NULL,
+            args_hash TEXT NOT NULL,
+            call_id TEXT,
+            step INTEGER,
+            question TEXT,
+            status TEXT NOT NULL DEFAULT 'pending',
+            reason TEXT,
+            always INTEGER NOT NULL DEFAULT 0,
+            decided_by TEXT,
+            requested_at REAL NOT NULL,
+            decided_at REAL
+        )""",
+        "CREATE INDEX approvals_execution ON approvals(execution_id)",
+        "CREATE INDEX approvals_status ON approvals(status, requested_at)",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

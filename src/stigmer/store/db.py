@@ -1,4 +1,4 @@
-"""The daemon's SQLite store: resources, executions and their events.
+"""The daemon's SQLite store: resources, executions and their events (sessions, approvals, usage: mixins).
 
 One file at ``$STIGMER_HOME/data/stigmer.db`` in WAL mode, so readers (SSE replays, ``get``) never
 wait behind the event writer. Every write runs in one ``BEGIN IMMEDIATE`` transaction: an apply of
@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..errors import RuntimeFailure
+from ._apply import MODEL_SOURCES, apply_middle_event, finish
+from ._base import StoreBase, storable
 from ._schema import LATEST, MIGRATIONS
+from .approvals import ApprovalsMixin
+from .sessions import SessionsMixin, execution_record
+from .usage import UsageMixin
 
 STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
@@ -27,12 +30,11 @@ TERMINAL_EVENTS = frozenset({"completed", "failed", "cancelled"})
 # kind -> table
 KINDS: dict[str, str] = {"Agent": "agents", "McpServer": "mcpservers"}
 
-_EXEC_COLUMNS = ("id", "agent", "message", "model", "workspace", "workflow_id", "status", "output", "error",
-                 "steps", "last_seq", "created_at", "updated_at", "finished_at", "truncated", "model_source")
-# Where a ``model_resolved`` event says the model came from.
-MODEL_SOURCES = frozenset({"run", "agent", "runner"})
-# Executions a prune may delete: ended (every terminal event sets finished_at) before the cutoff ``?``.
-_ENDED_BEFORE = "status IN ('completed', 'failed', 'cancelled') AND finished_at < ?"
+__all__ = ["KINDS", "MODEL_SOURCES", "STATUSES", "TERMINAL", "Store", "canonical", "terminal_status"]
+
+# Executions a prune may delete: ended (every terminal event sets finished_at) before the cutoff ``?``, and not the
+# turn of a session (a session keeps its turns until it is deleted).
+_ENDED_BEFORE = "status IN ('completed', 'failed', 'cancelled') AND finished_at < ? AND session_id IS NULL"
 # Events read per query when a whole stream is replayed (a stream may hold any number).
 PAGE = 500
 
@@ -54,13 +56,11 @@ def terminal_status(event_type: str, data: Mapping[str, Any]) -> str | None:
     return None
 
 
-class Store:
-    """The store. Open with :meth:`open`; close with :meth:`close`."""
+class Store(SessionsMixin, ApprovalsMixin, UsageMixin, StoreBase):
+    """The store. Open with :meth:`open`; close with :meth:`close`.
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._conn = conn
-        self._lock = threading.RLock()
-        self.path = path
+    Executions and their events live here; sessions, approvals and usage in their mixins (same connection).
+    """
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -78,26 +78,6 @@ class Store:
         store = cls(conn, path)
         store._migrate()
         return store
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: committed on success, rolled back on any exception."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return list(self._conn.execute(sql, args).fetchall())
 
     # -- schema -------------------------------------------------------------------------------
 
@@ -168,10 +148,8 @@ class Store:
         now = time.time()
         try:
             with self._tx() as conn:
-                conn.execute("INSERT INTO executions (id, agent, message, model, workspace, workflow_id, status, "
-                             "created_at, updated_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-                             (execution_id, agent, message, json.dumps(dict(model)), workspace, workflow_id, now, now,
-                              idempotency_key))
+                self._insert_execution(conn, execution_id, agent, message, model, workspace, workflow_id,
+                                       idempotency_key, now)
         except sqlite3.IntegrityError:
             if idempotency_key is None or self.find_by_idempotency_key(idempotency_key) is None:
                 raise
@@ -181,13 +159,13 @@ class Store:
     def find_by_idempotency_key(self, key: str) -> dict[str, Any] | None:
         """The execution a start with this ``Idempotency-Key`` created, if any."""
         rows = self._read("SELECT * FROM executions WHERE idempotency_key = ?", (key,))
-        return _execution(rows[0]) if rows else None
+        return execution_record(rows[0]) if rows else None
 
     def note_start_error(self, execution_id: str, error: str | None) -> None:
         """Record (or, with None, clear) why a pending execution's start could not be confirmed."""
         with self._tx() as conn:
             conn.execute("UPDATE executions SET error = ?, updated_at = ? WHERE id = ? AND status = 'pending'",
-                         (_storable(error), time.time(), execution_id))
+                         (storable(error), time.time(), execution_id))
 
     def delete_execution(self, execution_id: str, *, finished_only: bool = False) -> bool:
         """Delete an execution and its events; with ``finished_only``, only a completed/failed/cancelled one.
@@ -224,7 +202,7 @@ class Store:
 
     def get_execution(self, execution_id: str) -> dict[str, Any] | None:
         rows = self._read("SELECT * FROM executions WHERE id = ?", (execution_id,))
-        return _execution(rows[0]) if rows else None
+        return execution_record(rows[0]) if rows else None
 
     def list_executions(self, *, status: str | None = None, agent: str | None = None,
                         limit: int = 100) -> list[dict[str, Any]]:
@@ -233,12 +211,12 @@ class Store:
         clause = (" WHERE " + " AND ".join(f"{column} = ?" for column, _ in where)) if where else ""
         rows = self._read(f"SELECT * FROM executions{clause} ORDER BY created_at DESC LIMIT ?",
                           (*(value for _, value in where), limit))
-        return [_execution(row) for row in rows]
+        return [execution_record(row) for row in rows]
 
     def active_executions(self) -> list[dict[str, Any]]:
         """Executions not yet completed, failed or cancelled (the ones to reconcile)."""
         rows = self._read("SELECT * FROM executions WHERE status IN ('pending', 'running') ORDER BY created_at")
-        return [_execution(row) for row in rows]
+        return [execution_record(row) for row in rows]
 
     def mark_running(self, execution_id: str) -> None:
         """Pending -> running (Temporal runs its workflow): a note that the start was unconfirmed is obsolete."""
@@ -269,7 +247,8 @@ class Store:
     def _append_one(self, conn: sqlite3.Connection, event: Mapping[str, Any]) -> dict[str, Any] | None:
         execution_id, kind = str(event["execution_id"]), str(event["type"])
         data = dict(event.get("data") or {})
-        row = conn.execute("SELECT status, last_seq FROM executions WHERE id = ?", (execution_id,)).fetchone()
+        row = conn.execute("SELECT id, status, last_seq, session_id FROM executions WHERE id = ?",
+                           (execution_id,)).fetchone()
         if row is None:
             return None
         if row["status"] in TERMINAL:
@@ -286,11 +265,11 @@ class Store:
                       None if event_id is None else str(event_id)))
         conn.execute("UPDATE executions SET last_seq = ?, updated_at = ? WHERE id = ?", (seq, now, execution_id))
         if new_status is not None:
-            _finish(conn, execution_id, new_status, data, now)
+            finish(conn, row, new_status, data, now)
         else:
             if row["status"] == "pending":
                 conn.execute("UPDATE executions SET status = 'running', error = NULL WHERE id = ?", (execution_id,))
-            _apply_record_event(conn, execution_id, kind, data)
+            apply_middle_event(conn, row, kind, data, ts)
         return {"execution_id": execution_id, "seq": seq, "type": kind, "data": data, "ts": ts}
 
     def events_after(self, execution_id: str, after: int = 0, limit: int = PAGE) -> list[dict[str, Any]]:
@@ -310,43 +289,6 @@ class Store:
             after = events[-1]["seq"]
 
 
-def _storable(text: str | None) -> str | None:
-    """``text`` as SQLite can store it: lone surrogates (valid JSON, invalid UTF-8) become "?"."""
-    return None if text is None else text.encode("utf-8", "replace").decode("utf-8")
-
-
-def _apply_record_event(conn: sqlite3.Connection, execution_id: str, kind: str, data: Mapping[str, Any]) -> None:
-    """What a middle event changes in the execution's record: ``truncated``, the model actually used."""
-    if kind == "truncated":
-        conn.execute("UPDATE executions SET truncated = 1 WHERE id = ?", (execution_id,))
-    elif kind == "model_resolved" and isinstance(data.get("model"), Mapping):
-        source = data.get("source")
-        conn.execute("UPDATE executions SET model = ?, model_source = ? WHERE id = ?",
-                     (_storable(json.dumps(dict(data["model"]), default=str)),
-                      source if source in MODEL_SOURCES else None, execution_id))
-
-
-def _finish(conn: sqlite3.Connection, execution_id: str, status: str, data: Mapping[str, Any], now: float) -> None:
-    error = data.get("error")
-    if error is not None and not isinstance(error, str):
-        error = json.dumps(error, default=str)
-    output = data.get("output")
-    if output is not None and not isinstance(output, str):
-        output = json.dumps(output, default=str)
-    error, output = _storable(error), _storable(output)
-    steps = data.get("steps")
-    conn.execute("UPDATE executions SET status = ?, output = ?, error = ?, steps = ?, finished_at = ?, updated_at = ? "
-                 "WHERE id = ?", (status, output, error, steps if isinstance(steps, int) else None, now, now,
-                                  execution_id))
-
-
 def _resource(kind: str, row: sqlite3.Row) -> dict[str, Any]:
     return {"kind": kind, "name": row["name"], "document": json.loads(row["document"]),
             "created_at": row["created_at"], "updated_at": row["updated_at"]}
-
-
-def _execution(row: sqlite3.Row) -> dict[str, Any]:
-    record = {name: row[name] for name in _EXEC_COLUMNS}
-    record["model"] = json.loads(record["model"])
-    record["truncated"] = bool(record["truncated"])
-    return record

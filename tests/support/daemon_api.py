@@ -3,7 +3,8 @@
 ``serve_api`` also writes ``run/token`` and ``run/state.json`` and holds ``run/daemon.lock`` the way
 the daemon does, so ``stigmer.cli._client`` finds it exactly as it finds a real daemon.
 ``FakeTemporal`` stands in for the Temporal client where Temporal is not the point of a test
-(it records the workflows started and signals sent; it is not a server and says so).
+(it records the workflows started, signals and Updates sent, answers the session ``turn`` query from what a
+test sets, and can refuse Updates as a workflow's validator does; it is not a server and says so).
 The API gets two tokens, as from the daemon: the admin's (``token``) and the runners' (``runner_token``).
 """
 
@@ -45,24 +46,76 @@ class FakeHandle:
     temporal: FakeTemporal
     workflow_id: str
 
-    async def signal(self, name: str, *args: Any) -> None:
-        if self.temporal.lost:
-            from temporalio.service import RPCError, RPCStatusCode
-
-            raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
-        self.temporal.signals.append((self.workflow_id, name))
-
-    async def describe(self) -> Any:
-        """A started workflow is running (no activity yet); any other is unknown, like Temporal says."""
-        from temporalio.client import WorkflowExecutionStatus
+    def _known(self) -> None:
         from temporalio.service import RPCError, RPCStatusCode
 
         if self.temporal.unreachable is not None:
             raise self.temporal.unreachable
         if self.temporal.lost or self.workflow_id not in {s["id"] for s in self.temporal.started}:
             raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
+
+    async def signal(self, name: str, *args: Any) -> None:
+        if self.temporal.lost:
+            from temporalio.service import RPCError, RPCStatusCode
+
+            raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
+        self.temporal.signals.append((self.workflow_id, name))
+        self.temporal.signal_args.append((self.workflow_id, name, args))
+
+    async def describe(self) -> Any:
+        """A started workflow is running (no activity yet); any other is unknown, like Temporal says."""
+        from temporalio.client import WorkflowExecutionStatus
+
+        self._known()
         return SimpleNamespace(status=WorkflowExecutionStatus.RUNNING, close_time=None,
                                raw_description=SimpleNamespace(pending_activities=[]))
+
+    async def execute_update(self, name: str, arg: Any, *, id: str | None = None, rpc_timeout: Any = None) -> Any:
+        """Record the Update; a session's ``send_message`` answers its place, the same again for a repeated id.
+
+        ``reject`` (a message) makes the next Updates fail as a workflow's validator does.
+        """
+        from temporalio.client import WorkflowUpdateFailedError
+        from temporalio.exceptions import ApplicationError
+
+        from stigmer.worker.params import SEND_MESSAGE
+
+        self._known()
+        if self.temporal.reject is not None:
+            raise WorkflowUpdateFailedError(ApplicationError(self.temporal.reject, type="Refused",
+                                                             non_retryable=True))
+        self.temporal.updates.append({"workflow_id": self.workflow_id, "name": name, "arg": arg, "id": id})
+        if name != SEND_MESSAGE:
+            return None
+        turns, order = self.temporal.turns, self.temporal.turn_order.setdefault(self.workflow_id, [])
+        if arg.execution_id not in order:  # a repeated Update id is the same Update
+            waiting = sum(1 for e in order if turns.get(e, {}).get("status") in ("queued", "running"))
+            turns.setdefault(arg.execution_id, {"status": "queued" if waiting else "running"})
+            order.append(arg.execution_id)
+        ahead = order[:order.index(arg.execution_id)]
+        position = sum(1 for e in ahead if turns.get(e, {}).get("status") in ("queued", "running"))
+        return {"execution_id": arg.execution_id, "queued": position}
+
+    async def query(self, name: str, arg: Any = None) -> Any:
+        """``turn(execution_id)``: what ``turns`` says of it (``unknown`` when nothing)."""
+        from stigmer.worker.params import TURN
+
+        self._known()
+        if name == TURN:
+            return dict(self.temporal.turns.get(arg, {"status": "unknown"}))
+        return {"status": "idle"}
+
+    async def result(self) -> Any:
+        """A session closed by the ``close`` signal has a result; a stand-in runs no other workflow to its end."""
+        from stigmer.worker.params import CLOSE
+
+        if (self.workflow_id, CLOSE) in self.temporal.signals and not self.temporal.stuck:
+            return {"turns": 0, "usage": None}
+        raise RuntimeError("FakeTemporal runs no workflow: it has no result")
+
+    async def terminate(self, reason: str | None = None) -> None:
+        self._known()
+        self.temporal.terminated.append(self.workflow_id)
 
 
 @dataclass
@@ -81,6 +134,16 @@ class FakeTemporal:
     unreachable: Exception | None = None
     lost: bool = False  # the workflows are unknown to it (history lost, never started)
     start_delay: float = 0.0  # seconds each start takes (a busy Temporal)
+    # Updates and signals of sessions and approvals: ``updates`` records each Update, ``reject`` (a reason) makes
+    # them fail as a workflow's validator refuses; ``turns`` is what the ``turn`` query answers per execution id
+    # (a test moves a turn along by setting it); ``stuck`` keeps a closed session from completing.
+    signal_args: list[tuple[str, str, tuple[Any, ...]]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    reject: str | None = None
+    turns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    turn_order: dict[str, list[str]] = field(default_factory=dict)  # session workflow id -> its turns, in order
+    stuck: bool = False
+    terminated: list[str] = field(default_factory=list)
 
     async def start_workflow(self, workflow: Any, arg: Any, *, id: str, task_queue: str,
                              rpc_timeout: Any = None) -> FakeHandle:

@@ -6,6 +6,12 @@ a live execution, and every few seconds in the background, a pending/running exe
 workflow has closed gets the terminal event the runner could not post (``completed`` with the
 workflow's result, or ``failed`` with its error). A short grace period after the workflow closed
 leaves the runner's own last events time to arrive first, so a stream ends with the real ones.
+
+A session's turn is different: its workflow (the session's) stays open when the turn ends, so the
+truth about a turn is the session workflow's ``turn(execution_id)`` query (docs/SESSIONS.md): a turn
+it reports ended gets the terminal event it implies, once no event of the turn arrived for the grace
+period; one it never heard of (``unknown``: the ``send_message`` Update was lost) fails after
+``LOST_AFTER_S``.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ async def _missing_terminal_event(state: ApiState, execution: dict[str, Any]) ->
 
     client = await state.ctx.temporal_client()
     handle = client.get_workflow_handle(execution["workflow_id"])
+    if execution.get("session_id"):
+        return await _missing_turn_event(state, execution, handle)
     try:
         description = await handle.describe()
     except RPCError as exc:
@@ -96,6 +104,70 @@ async def outcome_event(execution: dict[str, Any], handle: Any) -> dict[str, Any
     if data.get("status") == "cancelled":
         return _event(execution, "failed", {"error": "cancelled", "cancelled": True, "steps": data.get("steps")})
     return _event(execution, "completed", data)
+
+
+async def _missing_turn_event(state: ApiState, execution: dict[str, Any], handle: Any) -> dict[str, Any] | None:
+    """The terminal event a session's turn is missing, from the session workflow's ``turn`` query."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from ..worker.params import TURN
+
+    old = time.time() - execution["created_at"] > LOST_AFTER_S
+    try:
+        known = await handle.query(TURN, execution["id"])
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND and old:
+            return _event(execution, "failed", {"error": f"Temporal has no workflow {execution['workflow_id']} "
+                                                         "(the session's history was lost)"})
+        return None
+    status = known.get("status") if isinstance(known, dict) else None
+    if status in ("queued", "running"):
+        if status == "running" and execution["status"] == "pending":
+            state.store.mark_running(execution["id"])
+        return None
+    if status in ("completed", "failed", "cancelled"):
+        if time.time() - execution["updated_at"] < GRACE_S:  # the runner's own last event may be on its way
+            return None
+        return turn_event(execution, known)
+    if old:  # the session never got the turn (or has forgotten it)
+        return _event(execution, "failed", {"error": f"session {execution['session_id']} has no turn "
+                                                     f"{execution['id']} (the message never reached it)"})
+    return None
+
+
+def turn_event(execution: dict[str, Any], known: dict[str, Any]) -> dict[str, Any] | None:
+    """The terminal event an ended turn implies (the ``turn`` query's answer), marked ``reconciled``; None while
+    the turn has not ended."""
+    status = known.get("status")
+    extra = {key: known[key] for key in ("usage", "turn") if known.get(key) is not None}
+    extra["session_id"] = execution["session_id"]
+    if status == "completed":
+        return _event(execution, "completed", {"output": known.get("output", ""), **extra})
+    if status == "cancelled":
+        return _event(execution, "failed", {"error": "cancelled", "cancelled": True, **extra})
+    if status == "failed":
+        return _event(execution, "failed", {"error": str(known.get("error") or "failed"), **extra})
+    return None
+
+
+async def turn_outcome_event(execution: dict[str, Any], handle: Any) -> dict[str, Any]:
+    """Wait for a session's turn to end (polling the ``turn`` query) and return the terminal event it implies.
+
+    Used by verification: the session workflow does not close when a turn ends, so there is no close to wait for.
+    Raises LookupError when the session does not know the turn; the caller bounds the wait.
+    """
+    from ..worker.params import TURN
+
+    delay = 0.02
+    while True:
+        known = await handle.query(TURN, execution["id"])
+        if not isinstance(known, dict) or known.get("status") in (None, "unknown"):
+            raise LookupError(f"session {execution['session_id']} does not know turn {execution['id']}")
+        event = turn_event(execution, known)
+        if event is not None:
+            return event
+        await asyncio.sleep(delay)  # the turn is still running: its last event came just before its end
+        delay = min(delay * 2, 0.5)
 
 
 def _result_data(result: Any) -> dict[str, Any]:

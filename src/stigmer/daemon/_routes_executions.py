@@ -196,11 +196,16 @@ async def cancel_execution(execution_id: str, state: StateDep) -> dict[str, Any]
         raise ApiError(409, f"execution {execution_id} is already {execution['status']}", "nothing to cancel")
     from temporalio.service import RPCError, RPCStatusCode
 
+    from ..worker.params import CANCEL, CANCEL_TURN
+
     try:
         client = await asyncio.wait_for(state.ctx.temporal_client(), 10)
         handle = client.get_workflow_handle(execution["workflow_id"])
         try:
-            await handle.signal("cancel")
+            if execution["session_id"]:  # a session's turn: cancel that turn, the session stays
+                await handle.signal(CANCEL_TURN, execution_id)
+            else:
+                await handle.signal(CANCEL)
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
@@ -231,8 +236,13 @@ async def _cancel_closed_or_lost(state: ApiState, handle: Any, execution_id: str
 
 @router.delete("/executions/{execution_id}")
 async def delete_execution(execution_id: str, state: StateDep) -> dict[str, Any]:
-    """Delete a finished execution and its events (409 while it is pending or running)."""
+    """Delete a finished execution and its events (409 while it is pending or running, or when it is a session's
+    turn: the session's conversation holds it, so it goes with the session)."""
     execution = (await reconcile_many(state, [_execution(state, execution_id)]))[0]
+    if execution["session_id"]:
+        raise ApiError(409, f"execution {execution_id} is turn {execution['turn']} of session "
+                            f"{execution['session_id']}: a turn is deleted with its session",
+                       f"delete the session: `stigmer session delete {execution['session_id']}`")
     if not state.store.delete_execution(execution_id, finished_only=True):
         raise ApiError(409, f"execution {execution_id} is {execution['status']}: cancel it first",
                        f"`stigmer execution cancel {execution_id}`, then delete it once it has ended")

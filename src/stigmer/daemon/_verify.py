@@ -16,6 +16,10 @@ within milliseconds of the close), then:
 - the workflow does not close in time, or Temporal cannot be asked: the event is dropped with a
   warning; reconciliation records what Temporal says once it knows.
 
+A session's turn (``session_id`` set) is confirmed the same way, except that the session's workflow
+stays open after the turn: the task polls its ``turn(execution_id)`` query until the turn has ended
+(``_reconcile.turn_outcome_event``), within the same bound.
+
 The warnings name the execution and the event type, never the event's data. Work is bounded:
 at most ``MAX_PENDING`` verifications at once and ``MAX_PER_EXECUTION`` per execution; an event
 beyond that is ignored (reconciliation still ends the execution right).
@@ -30,7 +34,7 @@ import uuid
 from typing import Any
 
 from ..store import terminal_status
-from ._reconcile import outcome_event
+from ._reconcile import outcome_event, turn_outcome_event
 from ._state import ApiState
 
 log = logging.getLogger("stigmer.daemon.verify")
@@ -66,7 +70,8 @@ async def _verify(state: ApiState, execution: dict[str, Any], event: dict[str, A
     try:
         client = await asyncio.wait_for(state.ctx.temporal_client(), timeout)
         handle = client.get_workflow_handle(execution["workflow_id"])
-        truth = await asyncio.wait_for(outcome_event(execution, handle), max(0.0, deadline - time.monotonic()))
+        outcome = turn_outcome_event if execution.get("session_id") else outcome_event
+        truth = await asyncio.wait_for(outcome(execution, handle), max(0.0, deadline - time.monotonic()))
     except TimeoutError:
         log.warning("dropped the %s event of execution %s: its workflow did not close within %.0f s, so Temporal "
                     "could not confirm it (reconciliation will record how it ends)", kind, execution["id"], timeout)
@@ -80,6 +85,8 @@ async def _verify(state: ApiState, execution: dict[str, Any], event: dict[str, A
                     "Temporal's outcome instead", kind, execution["id"], truth["type"],
                     "a different answer" if truth["type"] == kind else "another status")
         event = truth
+    elif truth["data"].get("usage") is not None:  # the usage recorded is Temporal's, not what the runner said
+        event = {**event, "data": {**(event.get("data") or {}), "usage": truth["data"]["usage"]}}
     try:
         state.hub.publish(state.store.append_events([event]))
     except Exception as exc:  # a full disk: reconciliation stores the end once it can
@@ -93,7 +100,8 @@ def agrees(posted: dict[str, Any], truth: dict[str, Any]) -> bool:
     if status != terminal_status(truth["type"], known):
         return False
     if status == "completed":
-        return bool(data.get("output") == known.get("output") and data.get("steps") == known.get("steps"))
+        return bool(data.get("output") == known.get("output")
+                    and ("steps" not in known or data.get("steps") == known.get("steps")))
     if status == "failed":
         return bool(data.get("error") == known.get("error"))
     return True

@@ -75,6 +75,14 @@ class SessionsMixin(StoreBase):
                           "ORDER BY COALESCE(s.last_turn_at, s.created_at) DESC LIMIT 1", (agent,))
         return session_record(rows[0]) if rows else None
 
+    def idle_sessions_before(self, cutoff: float) -> list[dict[str, Any]]:
+        """Sessions last talked to (or, without turns, created) before ``cutoff`` and with no live turn: what
+        retention deletes (a session's turns are not pruned one by one: the conversation holds them)."""
+        rows = self._read(f"{_WITH_USAGE} WHERE COALESCE(s.last_turn_at, s.created_at) < ? AND NOT EXISTS (SELECT 1 "
+                          "FROM executions l WHERE l.session_id = s.id AND l.status IN ('pending', 'running')) "
+                          "GROUP BY s.id ORDER BY s.created_at", (cutoff,))
+        return [session_record(row) for row in rows]
+
     def mark_session_closed(self, session_id: str) -> None:
         with self._tx() as conn:
             conn.execute("UPDATE sessions SET status = 'closed', updated_at = ? WHERE id = ?",

@@ -221,7 +221,7 @@ def test_a_terminal_events_usage_is_stored_on_the_execution_and_summed_for_its_s
     assert store.get_execution("t1")["usage"] == {"input_tokens": 100, "output_tokens": 20, "cached_tokens": 10,
                                                   "cost_usd": 0.5, "estimated": False}
     got = store.get_session("chat")
-    assert got is not None and got["turns"] == 2
+    assert got is not None and got["turn_count"] == 2
     assert got["usage"] == {"input_tokens": 150, "output_tokens": 25, "cached_tokens": 10, "cost_usd": 0.75,
                             "estimated": True, "unpriced": False}
     by_session = store.usage(by="session")

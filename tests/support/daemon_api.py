@@ -109,9 +109,11 @@ class FakeHandle:
         """A session closed by the ``close`` signal has a result; a stand-in runs no other workflow to its end."""
         from stigmer.worker.params import CLOSE
 
-        if (self.workflow_id, CLOSE) in self.temporal.signals and not self.temporal.stuck:
-            return {"turns": 0, "usage": None}
-        raise RuntimeError("FakeTemporal runs no workflow: it has no result")
+        if (self.workflow_id, CLOSE) not in self.temporal.signals:
+            raise RuntimeError("FakeTemporal runs no workflow: it has no result")
+        if self.temporal.stuck:  # no runner to run the close: the long poll waits (the caller bounds it)
+            await asyncio.Event().wait()
+        return {"turns": 0, "usage": None}
 
     async def terminate(self, reason: str | None = None) -> None:
         self._known()

@@ -27,7 +27,7 @@ _WITH_USAGE = ("SELECT s.*, COALESCE(SUM(e.input_tokens), 0) AS input_tokens, "
                "COALESCE(MAX(e.input_tokens IS NOT NULL AND e.cost_usd IS NULL), 0) AS unpriced "
                "FROM sessions s LEFT JOIN executions e ON e.session_id = s.id")
 _SESSION_COLUMNS = ("id", "name", "agent", "workflow_id", "workspace", "model", "model_name", "model_source",
-                    "status", "turns", "created_at", "updated_at", "last_turn_at")
+                    "status", "created_at", "updated_at", "last_turn_at")
 
 
 class SessionsMixin(StoreBase):
@@ -167,6 +167,7 @@ def execution_record(row: sqlite3.Row) -> dict[str, Any]:
 def session_record(row: sqlite3.Row) -> dict[str, Any]:
     """A session as the API shows it; ``usage.unpriced``: some turn's cost is unknown (``cost_usd`` is a floor)."""
     record = {name: row[name] for name in _SESSION_COLUMNS}
+    record["turn_count"] = row["turns"]  # ``turns`` is the list of them where a session is shown with its turns
     record["model"] = json.loads(record["model"])
     record["usage"] = {"input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"],
                        "cached_tokens": row["cached_tokens"], "cost_usd": round(float(row["cost_usd"]), 8),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -291,3 +292,13 @@ def test_a_session_name_is_unique(store: Store) -> None:
     _session(store)
     assert store.create_session("s-ba9876543210", name="chat", agent="hello", workflow_id="w", workspace=None,
                                 model={}) is None
+
+
+def test_retention_finds_only_sessions_idle_before_the_cutoff_without_a_live_turn(store: Store) -> None:
+    session = _session(store)
+    assert [s["id"] for s in store.idle_sessions_before(time.time() + 1)] == [session["id"]]
+    store.create_turn("t1", session, message="m", model={})
+    assert store.idle_sessions_before(time.time() + 1) == []  # its turn is still live
+    store.append_events([{"execution_id": "t1", "type": "completed", "data": {"output": "ok"}}])
+    assert [s["id"] for s in store.idle_sessions_before(time.time() + 1)] == [session["id"]]
+    assert store.idle_sessions_before(time.time() - 60) == []  # talked to just now

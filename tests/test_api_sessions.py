@@ -282,3 +282,30 @@ def test_the_runner_token_cannot_use_sessions(api: ApiServer) -> None:
                              ("POST", "/v1/sessions/x/messages")):
             response = runner.request(method, path, json={"agent": "hello", "message": "hi"})
             assert response.status_code == 403, (method, path)
+
+
+@pytest.mark.usefixtures("hello")
+def test_a_session_whose_start_temporal_could_not_confirm_is_started_by_its_first_message(
+        http: httpx.Client, temporal: FakeTemporal) -> None:
+    temporal.fail, temporal.unreachable = TimeoutError("slow"), RuntimeError("unreachable")
+    unconfirmed = http.post("/v1/sessions", json={"agent": "hello", "name": "chat", "model": MODEL})
+    assert unconfirmed.status_code == 503 and unconfirmed.json()["session_id"]
+    assert temporal.started == []
+    temporal.fail = temporal.unreachable = None
+    turn = say(http, "chat", "hi")
+    assert turn.status_code == 201, turn.text
+    assert [s["id"] for s in temporal.started] == [f"stigmer-session-{unconfirmed.json()['session_id']}"]
+    assert [u["id"] for u in temporal.updates] == [turn.json()["id"]]
+
+
+@pytest.mark.usefixtures("hello")
+def test_a_turn_may_name_another_model_and_says_so_in_its_update(http: httpx.Client, temporal: FakeTemporal) -> None:
+    create(http)
+    turn = http.post("/v1/sessions/chat/messages", json={"message": "hi", "model": "scripted:big.json",
+                                                         "max_tokens_total": 500}).json()
+    assert turn["model"]["model"] == "big.json"
+    assert temporal.updates[0]["arg"] == TurnRequest(execution_id=turn["id"], message="hi", model="scripted:big.json",
+                                                     max_tokens_total=500)
+    unknown = http.post("/v1/sessions/chat/messages", json={"message": "hi", "model": "team-fast"})
+    assert unknown.status_code == 400 and "unknown model 'team-fast'" in unknown.json()["detail"]
+    assert len(temporal.updates) == 1

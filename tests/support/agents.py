@@ -68,10 +68,11 @@ def spawn_runner(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen
 
 
 def agent(tools: list[str] | None = None, mcp: list[dict[str, Any]] | None = None, name: str = "tester",
-          instructions: str = "You are a test agent.") -> dict[str, Any]:
-    """An agent snapshot as the daemon would pin it."""
+          instructions: str = "You are a test agent.", **spec: Any) -> dict[str, Any]:
+    """An agent snapshot as the daemon would pin it. No person watches these runs: tools run unasked
+    (``approvals: {mode: never}``) unless ``spec`` says otherwise (``approvals=...``, ``budget=...``)."""
     return {"name": name, "instructions": instructions, "tools": tools or [], "mcpServers": mcp or [],
-            "maxSteps": 20}
+            "maxSteps": 20, "approvals": {"mode": "never"}, **spec}
 
 
 def execution(script: str, message: str = "go", *, workspace: Path | None = None, tools: list[str] | None = None,

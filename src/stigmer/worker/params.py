@@ -16,6 +16,25 @@ from ..providers.spec import ModelSpec
 
 WORKFLOW_NAME = "StigmerAgent"
 WORKFLOW_ID_PREFIX = "stigmer-exec-"
+SESSION_WORKFLOW_NAME = "StigmerSession"
+SESSION_ID_PREFIX = "stigmer-session-"
+
+# The handlers clients call (docs/SESSIONS.md). Updates: a turn of a session, a decision on an approval (both
+# workflow types). Signals: cancel one turn, close a session (``cancel`` stops a plain run). Queries: ``state`` and
+# ``turn`` of a session, ``status`` of a plain run.
+SEND_MESSAGE = "send_message"
+DECIDE_APPROVAL = "decide_approval"
+CANCEL_TURN = "cancel_turn"
+CLOSE = "close"
+CANCEL = "cancel"
+STATE = "state"
+TURN = "turn"
+STATUS = "status"
+
+MAX_QUEUED = 8
+"""Turns a session accepts while another runs; the next ``send_message`` is rejected."""
+CAN_AFTER_TURNS = 100
+"""A session continues as new after this many turns in one run (sooner when Temporal suggests it)."""
 
 # Activity names (the workflow refers to activities by name, so it never imports the I/O code).
 LIST_TOOLS = "stigmer.list_tools"
@@ -31,6 +50,11 @@ MODEL_SOURCES = ("run", "agent", "runner")
 def workflow_id(execution_id: str) -> str:
     """The Temporal workflow id of an execution: ``stigmer-exec-<execution id>``."""
     return f"{WORKFLOW_ID_PREFIX}{execution_id}"
+
+
+def session_workflow_id(session_id: str) -> str:
+    """The Temporal workflow id of a session: ``stigmer-session-<session id>``."""
+    return f"{SESSION_ID_PREFIX}{session_id}"
 
 
 @dataclass
@@ -86,6 +110,8 @@ class ExecutionInput:
             ``llm.provider``/``llm.model``/``llm.base_url``.
         model_source: where ``model_name`` came from: ``run`` (``stigmer run --model``, the API's
             ``model``), ``agent`` (its ``spec.model``), or ``runner`` (no name: the runner's configuration).
+        max_tokens_total: ``stigmer run --max-tokens-total``: a token budget for this execution, which wins
+            over the agent's ``spec.budget.maxTokens`` (None: the agent's, if any).
     """
 
     execution_id: str
@@ -98,6 +124,82 @@ class ExecutionInput:
     model: ModelSpec | None = None
     model_name: str | None = None
     model_source: str = "runner"
+    max_tokens_total: int | None = None
+
+
+@dataclass
+class TurnRequest:
+    """``send_message``'s argument: one turn of a session (the Update id is ``execution_id``).
+
+    Attributes:
+        execution_id: the turn's execution id (the daemon's; its events go there).
+        message: the person's message.
+        model: a model to switch to from this turn on (a name, alias or ``provider:model``); None: the pinned one.
+        max_tokens_total: a token budget for this turn (as ``ExecutionInput.max_tokens_total``).
+    """
+
+    execution_id: str
+    message: str
+    model: str | None = None
+    max_tokens_total: int | None = None
+
+
+@dataclass
+class SessionInput:
+    """What a session workflow starts with, and what a continue-as-new carries over.
+
+    The first fields are as :class:`ExecutionInput`'s. ``model`` is the pinned model (None until the first turn
+    resolves it). ``messages`` (the conversation), ``usage`` (session totals), ``turns`` (turns run),
+    ``always_allow`` (tools the person always allowed), ``queued`` (turns accepted, not yet run) and ``recent``
+    (the results of the last turns, for the ``turn`` query) are empty at start and carried by a continue-as-new.
+    ``can_after_turns`` bounds the turns of one run (tests lower it).
+    """
+
+    session_id: str
+    agent_name: str
+    agent: dict[str, Any]
+    workspace: str = ""
+    max_steps: int = 20
+    tunables: Tunables = field(default_factory=Tunables)
+    model: ModelSpec | None = None
+    model_name: str | None = None
+    model_source: str = "runner"
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, Any] | None = None
+    turns: int = 0
+    always_allow: list[str] = field(default_factory=list)
+    queued: list[TurnRequest] = field(default_factory=list)
+    recent: dict[str, dict[str, Any]] = field(default_factory=dict)
+    can_after_turns: int = CAN_AFTER_TURNS
+
+
+@dataclass
+class SessionResult:
+    """A closed session's result: how many turns it ran and what they used."""
+
+    turns: int
+    usage: dict[str, Any] | None = None
+
+
+@dataclass
+class ApprovalDecision:
+    """``decide_approval``'s argument: a person's answer to one ``approval_requested``.
+
+    Attributes:
+        approval_id: the approval (``<execution id>.<step>.<call index>``, or ``.budget`` for a budget).
+        args_hash: the hash of the arguments the person saw (``_approval.args_hash``); another one is refused.
+        approve: run the call (continue past the budget) or not.
+        reason: why (the model sees it when the call is rejected).
+        always: approve this tool for the rest of the session (of the run, for a plain run).
+        by: who decided (recorded in history and in the ``approval_decided`` event).
+    """
+
+    approval_id: str
+    args_hash: str
+    approve: bool
+    reason: str = ""
+    always: bool = False
+    by: str = ""
 
 
 @dataclass
@@ -146,6 +248,8 @@ class ToolSchema:
     parameters: dict[str, Any]
     server: str = ""
     remote_name: str = ""
+    read_only: bool = False
+    """The tool only reads (built-in ``list_files``/``read_file``; an MCP tool annotated ``readOnlyHint: true``)."""
 
 
 @dataclass
@@ -186,8 +290,12 @@ class EventInput:
 
 @dataclass
 class ExecutionResult:
-    """The workflow's result: ``status`` is ``completed`` or ``cancelled``; failures fail the workflow."""
+    """The workflow's result: ``status`` is ``completed`` or ``cancelled``; failures fail the workflow.
+
+    ``usage`` is what the execution's model calls used (``providers.usage``; None in histories from before).
+    """
 
     status: str
     output: str
     steps: int
+    usage: dict[str, Any] | None = None

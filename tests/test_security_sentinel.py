@@ -54,7 +54,7 @@ def _agent(home: Path, name: str, steps: list[dict[str, Any]]) -> Path:
     path = home / f"{name}.yaml"
     path.write_text(f"apiVersion: agentic.stigmer.ai/v1\nkind: Agent\nmetadata:\n  name: {name}\n"
                     f"spec:\n  instructions: Do the steps.\n  model: 'scripted:{script}'\n"
-                    "  tools: [workspace, shell]\n")
+                    "  tools: [workspace, shell]\n  approvals: {mode: never}\n")
     return path
 
 

@@ -123,7 +123,8 @@ async def test_a_final_answer_cut_at_the_token_limit_is_marked_and_announced(
                                                                          {"step": 2, "max_tokens": None}]
     assert [e["data"].get("truncated") for e in events if e["type"] == "message"] == [True, True]
     assert events[-1]["type"] == "completed"
-    assert events[-1]["data"] == {"output": "The answer is lon", "steps": 2, "truncated": True}
+    assert {k: v for k, v in events[-1]["data"].items() if k != "usage"} == {
+        "output": "The answer is lon", "steps": 2, "truncated": True}
 
 
 async def test_an_answer_that_ended_by_itself_is_not_marked(
@@ -139,7 +140,7 @@ async def test_an_answer_that_ended_by_itself_is_not_marked(
     wait_for(lambda: any(e["type"] == "completed" for e in collector.of(inp.execution_id)), what="completed event")
     events = collector.of(inp.execution_id)
     assert [e["data"]["step"] for e in events if e["type"] == "truncated"] == [1]  # the tool-call step was cut
-    assert events[-1]["data"] == {"output": "All done.", "steps": 2}
+    assert {k: v for k, v in events[-1]["data"].items() if k != "usage"} == {"output": "All done.", "steps": 2}
 
 
 @pytest.mark.parametrize(("content", "limit", "refused"), [("x" * 10, 10, False), ("x" * 11, 10, True),

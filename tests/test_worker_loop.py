@@ -62,7 +62,11 @@ async def test_full_loop_two_parallel_tools_a_tool_error_and_a_final_answer(
     wait_for(lambda: any(e["type"] == "completed" for e in collector.of(inp.execution_id)), what="completed event")
     events = collector.of(inp.execution_id)
     assert events[-1]["type"] == "completed"
-    assert events[-1]["data"] == {"output": result.output, "steps": 3}
+    done = dict(events[-1]["data"])
+    usage = done.pop("usage")
+    assert done == {"output": result.output, "steps": 3}
+    # The scripted model reports no usage: three calls, estimated and marked so, the same as the result's.
+    assert usage["model_calls"] == 3 and usage["estimated"] is True and usage == result.usage
     tokens = "".join(e["data"]["text"] for e in events if e["type"] == "token" and e["data"]["step"] == 3)
     assert tokens == result.output
     finished = [e["data"] for e in events if e["type"] == "tool_finished"]

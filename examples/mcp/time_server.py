@@ -1,5 +1,8 @@
 """A tiny MCP server built with the official ``mcp`` SDK: the current time, an echo, and a tool that fails.
 
+``get_time`` and ``show_env`` are annotated ``readOnlyHint: true`` (they run without asking under the
+default approval policy); ``echo`` is not (it asks), so tests see both sides of the policy.
+
 Run it the way an McpServer resource does (``python examples/mcp/time_server.py``: stdio), or over
 streamable HTTP on loopback with ``--http PORT`` (it binds 127.0.0.1 only). ``show_env`` reports
 which of the given variable names the server can see, so tests can prove the worker's secrets
@@ -14,11 +17,14 @@ import os
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
 
 server = MCPServer("stigmer-example-time")
+# The protocol's own hint: stigmer's default approval policy runs tools annotated read-only unasked.
+READ_ONLY = ToolAnnotations(read_only_hint=True)
 
 
-@server.tool()
+@server.tool(annotations=READ_ONLY)
 def get_time(timezone: str = "UTC") -> str:
     """The current time in UTC as ISO 8601 (only UTC is supported)."""
     if timezone.upper() != "UTC":
@@ -32,7 +38,7 @@ def echo(text: str) -> str:
     return text
 
 
-@server.tool()
+@server.tool(annotations=READ_ONLY)
 def show_env(names: list[str]) -> str:
     """Which of ``names`` are set in this server's environment (values are never shown)."""
     return ", ".join(f"{n}={'set' if n in os.environ else 'unset'}" for n in names)

@@ -112,7 +112,8 @@ def _script_steps() -> list[dict[str, Any]]:
 def _agent_yaml(home: Path, script: str) -> Path:
     path = home / "faulty.yaml"
     path.write_text(f"apiVersion: agentic.stigmer.ai/v1\nkind: Agent\nmetadata:\n  name: {AGENT}\n"
-                    f"spec:\n  instructions: Run the steps.\n  model: 'scripted:{script}'\n  tools: [shell]\n")
+                    f"spec:\n  instructions: Run the steps.\n  model: 'scripted:{script}'\n  tools: [shell]\n"
+                    "  approvals: {mode: never}\n")
     return path
 
 

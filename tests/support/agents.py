@@ -68,10 +68,11 @@ def spawn_runner(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen
 
 
 def agent(tools: list[str] | None = None, mcp: list[dict[str, Any]] | None = None, name: str = "tester",
-          instructions: str = "You are a test agent.") -> dict[str, Any]:
-    """An agent snapshot as the daemon would pin it."""
+          instructions: str = "You are a test agent.", **spec: Any) -> dict[str, Any]:
+    """An agent snapshot as the daemon would pin it. No person watches these runs: tools run unasked
+    (``approvals: {mode: never}``) unless ``spec`` says otherwise (``approvals=...``, ``budget=...``)."""
     return {"name": name, "instructions": instructions, "tools": tools or [], "mcpServers": mcp or [],
-            "maxSteps": 20}
+            "maxSteps": 20, "approvals": {"mode": "never"}, **spec}
 
 
 def execution(script: str, message: str = "go", *, workspace: Path | None = None, tools: list[str] | None = None,
@@ -163,3 +164,62 @@ async def until(predicate: Any, timeout: float = 30.0, what: str = "condition") 
         if loop.time() > deadline:
             raise TimeoutError(f"{what} not reached after {timeout}s")
         await asyncio.sleep(0.05)
+
+
+def session_input(script: str, *, workspace: Path | None = None, tools: list[str] | None = None,
+                  mcp: list[dict[str, Any]] | None = None, can_after_turns: int | None = None,
+                  **spec: Any) -> Any:
+    """A session's input with the model pinned to ``script`` (``spec`` goes into the agent snapshot)."""
+    from stigmer.providers.spec import ModelSpec
+    from stigmer.worker.params import SessionInput
+
+    model = ModelSpec(provider="scripted", model=script, reason="test")
+    inp = SessionInput(session_id=f"s-{uuid.uuid4().hex[:12]}", agent_name="tester", agent=agent(tools, mcp, **spec),
+                       workspace=str(workspace or ""), model=model)
+    if can_after_turns is not None:
+        inp.can_after_turns = can_after_turns
+    return inp
+
+
+async def start_session(client: Any, inp: Any, task_queue: str) -> Any:
+    from stigmer.worker.params import SESSION_WORKFLOW_NAME, SessionResult, session_workflow_id
+
+    return await client.start_workflow(SESSION_WORKFLOW_NAME, inp, id=session_workflow_id(inp.session_id),
+                                       task_queue=task_queue, result_type=SessionResult)
+
+
+async def send(handle: Any, message: str, execution_id: str | None = None, **request: Any) -> tuple[str, Any]:
+    """One ``send_message`` Update (its id is the turn's execution id): ``(execution_id, {"queued": n, ...})``."""
+    from stigmer.worker.params import SEND_MESSAGE, TurnRequest
+
+    execution_id = execution_id or uuid.uuid4().hex[:12]
+    answer = await handle.execute_update(SEND_MESSAGE, TurnRequest(execution_id, message, **request),
+                                         id=execution_id, result_type=dict)
+    return execution_id, answer
+
+
+async def decide(handle: Any, approval: dict[str, Any], approve: bool = True, **decision: Any) -> Any:
+    """The ``decide_approval`` Update for one ``approval_requested`` event's data (its hash unless given)."""
+    from stigmer.worker.params import DECIDE_APPROVAL, ApprovalDecision
+
+    decision.setdefault("args_hash", approval["args_hash"])
+    decision.setdefault("by", "tester")
+    return await handle.execute_update(DECIDE_APPROVAL, ApprovalDecision(approval["approval_id"], approve=approve,
+                                                                         **decision), result_type=dict)
+
+
+async def last_event(collector: EventCollector, execution_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    """The execution's last event (``completed`` or ``failed``), once it arrived."""
+    ends = ("completed", "failed")
+    await until(lambda: any(e["type"] in ends for e in collector.of(execution_id)), timeout, f"end of {execution_id}")
+    return next(e for e in collector.of(execution_id) if e["type"] in ends)
+
+
+async def event_of(collector: EventCollector, execution_id: str, type_: str, n: int = 1,
+                   timeout: float = 60.0) -> dict[str, Any]:
+    """The ``n``-th event of ``type_`` of an execution, once it arrived."""
+    def found() -> list[dict[str, Any]]:
+        return [e for e in collector.of(execution_id) if e["type"] == type_]
+
+    await until(lambda: len(found()) >= n, timeout, f"{type_} #{n} of {execution_id}")
+    return found()[n - 1]

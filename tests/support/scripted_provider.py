@@ -19,7 +19,9 @@ is how tests prove a completed model call was not repeated, and how ``fail.times
 ``delay_attempts`` count attempts across worker processes. ``delay`` (seconds, before the
 first token) lets a test kill a worker mid model call; with no delay the model has zero latency.
 ``response_metadata`` is sent on a last chunk, where real providers put the stop reason
-(``finish_reason: length`` is a reply cut at the token limit).
+(``finish_reason: length`` is a reply cut at the token limit). ``usage`` (``{"input_tokens",
+"output_tokens", "cached_tokens"}``) is reported on that last chunk as LangChain's ``usage_metadata``,
+as a real provider reports its own counts; without it the runner estimates them.
 """
 
 from __future__ import annotations
@@ -133,6 +135,12 @@ class ScriptedChatModel(BaseChatModel):
                  "index": i} for i, c in enumerate(calls)])
         if step.get("response_metadata"):  # last, as real providers send a stop reason
             yield AIMessageChunk(content="", response_metadata=dict(step["response_metadata"]))
+        if step.get("usage"):
+            u = step["usage"]
+            inp, out = int(u.get("input_tokens", 0)), int(u.get("output_tokens", 0))
+            yield AIMessageChunk(content="", usage_metadata={
+                "input_tokens": inp, "output_tokens": out, "total_tokens": inp + out,
+                "input_token_details": {"cache_read": int(u.get("cached_tokens", 0))}})
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:

@@ -116,6 +116,41 @@ class McpServerSpec(_Model):
         return self
 
 
+class Approvals(_Model):
+    """``spec.approvals``: which tool calls wait for a person (docs/SESSIONS.md, "Approvals inside a turn").
+
+    A tool matching ``require`` asks; else one matching ``auto`` runs; else ``mode`` decides: ``default``
+    runs read-only tools (``list_files``, ``read_file``, MCP tools annotated ``readOnlyHint``) unasked and
+    asks for the rest, ``never`` runs everything unasked, ``always`` asks for everything. Globs are
+    ``fnmatch`` patterns over tool names (``github_*``).
+    """
+
+    mode: Literal["default", "never", "always"] = "default"
+    require: list[str] = Field(default_factory=list)
+    auto: list[str] = Field(default_factory=list)
+
+    @field_validator("require", "auto")
+    @classmethod
+    def _no_blank_globs(cls, value: list[str]) -> list[str]:
+        if any(not glob.strip() for glob in value):
+            raise ValueError("an empty pattern matches no tool: remove it or write a tool name or glob (github_*)")
+        return value
+
+
+class Budget(_Model):
+    """``spec.budget``: what one execution (one turn) may use before it stops, or asks a person to go on."""
+
+    max_tokens: int | None = Field(default=None, ge=1, description="input + output tokens of one execution")
+    max_cost_usd: float | None = Field(default=None, gt=0, description="USD of one execution (cloud models)")
+    on_exceeded: Literal["fail", "ask"] = "fail"
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> Budget:
+        if self.max_tokens is None and self.max_cost_usd is None:
+            raise ValueError("give maxTokens, maxCostUsd or both (a budget without a limit bounds nothing)")
+        return self
+
+
 class AgentSpec(_Model):
     instructions: str = Field(min_length=1)
     model: str | None = None
@@ -123,6 +158,25 @@ class AgentSpec(_Model):
     mcp_servers: list[str] = Field(default_factory=list)
     workspace: str | None = None
     max_steps: int = Field(default=DEFAULT_MAX_STEPS, ge=1, le=500)
+    approvals: Approvals | None = None
+    approval_timeout: str | None = None
+    budget: Budget | None = None
+
+    @field_validator("approval_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        """A duration as people type it (``90s``, ``15m``, ``1h``); kept as written, checked here once."""
+        if value is None:
+            return None
+        from ..config.durations import parse_duration
+
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; leave it out to wait for ever") from None
+        if seconds <= 0:
+            raise ValueError("must be more than 0 (leave it out to wait for ever)")
+        return str(value)
 
     @field_validator("instructions")
     @classmethod

@@ -91,3 +91,17 @@ def tool_specs(tools: list[ToolSchema]) -> list[dict[str, Any]]:
     return [{"type": "function", "function": {"name": t.name, "description": t.description or t.name,
                                               "parameters": t.parameters or {"type": "object", "properties": {}}}}
             for t in tools]
+
+
+def _args_chars(message: dict[str, Any]) -> int:
+    return sum(len(json.dumps(c.get("args") or {})) for c in message.get("tool_calls") or [])
+
+
+def prompt_chars(messages: list[dict[str, Any]]) -> int:
+    """Characters of everything sent to the model (texts and earlier tool-call arguments): what an estimate counts."""
+    return sum(len(str(m.get("content") or "")) + _args_chars(m) for m in messages)
+
+
+def reply_chars(reply: dict[str, Any]) -> int:
+    """Characters of a reply: its text and its tool calls' arguments."""
+    return len(str(reply.get("content") or "")) + _args_chars(reply)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +24,8 @@ from temporalio.exceptions import ApplicationError
 
 from .._aio import cancel_and_wait
 from ..errors import StigmerError, UserError
-from ._messages import chunk_text, from_langchain, to_langchain, tool_specs
+from ..providers.usage import measure
+from ._messages import chunk_text, from_langchain, prompt_chars, reply_chars, to_langchain, tool_specs
 from .events import EventBuffer, EventSink, event
 from .params import (
     CALL_MODEL,
@@ -41,7 +43,7 @@ from .params import (
     ToolsetInput,
 )
 from .tools import workspace
-from .tools.builtin import builtin_tools
+from .tools.builtin import builtin_schemas
 from .tools.mcp import McpFailure, McpPool
 
 log = logging.getLogger("stigmer.worker")
@@ -118,7 +120,7 @@ class Activities:
     @activity.defn(name=LIST_TOOLS)
     async def list_tools(self, inp: ToolsetInput) -> list[ToolSchema]:
         """The tools an execution may call: its built-in tool sets, then each MCP server's (filtered) tools."""
-        tools = [ToolSchema(name, desc, params) for name, desc, params in builtin_tools(inp.toolsets)]
+        tools = builtin_schemas(inp.toolsets)
         taken = {t.name for t in tools}
         for server in inp.mcp_servers:
             try:
@@ -140,12 +142,20 @@ class Activities:
 
     @activity.defn(name=CALL_MODEL)
     async def call_model(self, inp: ModelCallInput) -> dict[str, Any]:
-        """One model call: stream tokens out as events, heartbeat while streaming, return the final message."""
+        """One model call: stream tokens out as events, heartbeat while streaming, return the final message.
+
+        The message carries the call's ``usage`` (``providers.usage.measure``: the provider's own token counts,
+        else an estimate marked so, the call's duration and cost), so history, the ``message`` event and the
+        workflow's sums all see the same numbers.
+        """
         events = EventBuffer(self.sink, inp.execution_id)
         attempt = activity.info().attempt
         events.emit("step_started", {"step": inp.step, "attempt": attempt, "model": inp.model.id})
         try:
-            reply = await self._stream(inp, events)
+            started = time.monotonic()
+            merged, reply = await self._stream(inp, events)
+            reply["usage"] = measure(merged, inp.model, self.cfg, duration_s=time.monotonic() - started,
+                                     prompt_chars=prompt_chars(inp.messages), reply_chars=reply_chars(reply))
             events.emit("message", {"step": inp.step, **reply})
             if reply.get("truncated"):
                 events.emit("truncated", {"step": inp.step, "max_tokens": _max_tokens(inp)})
@@ -155,7 +165,8 @@ class Activities:
         finally:  # even when cancelled: this attempt's events go out before the workflow's last one
             await asyncio.shield(events.aclose())
 
-    async def _stream(self, inp: ModelCallInput, events: EventBuffer) -> dict[str, Any]:
+    async def _stream(self, inp: ModelCallInput, events: EventBuffer) -> tuple[Any, dict[str, Any]]:
+        """The merged reply as the provider sent it (its ``usage_metadata`` is read from it) and as a plain dict."""
         model = await self._chat_model(inp)
         if inp.tools:
             model = model.bind_tools(tool_specs(inp.tools))
@@ -177,7 +188,7 @@ class Activities:
                 merged = chunk if merged is None else merged + chunk
         if merged is None:
             raise ApplicationError("the model returned an empty stream", type="EmptyReply")
-        return from_langchain(merged, inp.step)
+        return merged, from_langchain(merged, inp.step)
 
     @staticmethod
     def _model_failure(exc: BaseException, inp: ModelCallInput) -> ApplicationError:

@@ -1,7 +1,8 @@
 """The event sink: how a runner tells the daemon what an execution is doing.
 
 Every activity publishes typed events ``{id, execution_id, type, data, ts}`` (``step_started``,
-``token``, ``tool_started``, ``tool_finished``, ``message``, ``completed``, ``failed``). With
+``token``, ``tool_started``, ``tool_finished``, ``message``, ``approval_requested``, ``approval_decided``,
+``completed``, ``failed``; docs/SESSIONS.md has their data). With
 ``STIGMER_SERVER_URL`` and ``STIGMER_SERVER_TOKEN`` set (the daemon sets them for its runners),
 they are POSTed in batches to ``$STIGMER_SERVER_URL/v1/events``; otherwise they are logged.
 
@@ -40,7 +41,7 @@ log = logging.getLogger("stigmer.events")
 
 SPOOL_DIR = "event-spool"  # under $STIGMER_HOME/data
 EVENT_TYPES = ("model_resolved", "step_started", "token", "tool_started", "tool_finished", "message", "truncated",
-               "completed", "failed")
+               "approval_requested", "approval_decided", "completed", "failed")
 
 
 def event(execution_id: str, type_: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -107,6 +107,7 @@ async def run_worker(cfg: Any, stop: asyncio.Event, *, client: Any = None, ready
 
     from .activities import Activities
     from .events import SPOOL_DIR, make_sink
+    from .session import SessionWorkflow
     from .workflows import AgentWorkflow
 
     warming = asyncio.create_task(asyncio.to_thread(warm_up))
@@ -116,7 +117,7 @@ async def run_worker(cfg: Any, stop: asyncio.Event, *, client: Any = None, ready
     sink = make_sink(spool_dir=cfg.path("data") / SPOOL_DIR)
     activities = Activities(cfg, sink)
     max_concurrent = int(cfg.value("runner.max_concurrent"))
-    worker = Worker(client, task_queue=cfg.value("runner.task_queue"), workflows=[AgentWorkflow],
+    worker = Worker(client, task_queue=cfg.value("runner.task_queue"), workflows=[AgentWorkflow, SessionWorkflow],
                     activities=activities.all(), max_concurrent_activities=max_concurrent,
                     max_concurrent_local_activities=max_concurrent, graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
                     # Heartbeats carry cancellation to a running model call. The SDK throttles them to 80% of

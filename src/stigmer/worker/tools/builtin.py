@@ -1,12 +1,15 @@
 """The built-in tools' names and schemas: pure data, so workflow code can offer them without an activity.
 
 ``workspace``: ``list_files``, ``read_file``, ``write_file``; ``shell`` (opt-in): ``run_shell``.
-The implementations (all I/O) live in ``workspace.py`` and run in activities.
+The implementations (all I/O) live in ``workspace.py`` and run in activities. ``READ_ONLY`` names the
+ones that only read (they run unasked under the default approval policy).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from ..params import ToolSchema
 
 _PATH = {"type": "string", "description": "a path relative to the workspace root"}
 SCHEMAS: dict[str, dict[str, Any]] = {
@@ -21,6 +24,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                   "parameters": {"type": "object", "properties": {"command": {"type": "string"}},
                                  "required": ["command"]}},
 }
+READ_ONLY = frozenset({"list_files", "read_file"})
 TOOLSETS: dict[str, tuple[str, ...]] = {"workspace": ("list_files", "read_file", "write_file"),
                                         "shell": ("run_shell",)}
 
@@ -29,3 +33,9 @@ def builtin_tools(toolsets: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
     """``(name, description, parameters)`` of every built-in tool in ``toolsets``, in a stable order."""
     return [(name, SCHEMAS[name]["description"], SCHEMAS[name]["parameters"])
             for toolset in toolsets for name in TOOLSETS.get(toolset, ())]
+
+
+def builtin_schemas(toolsets: list[str]) -> list[ToolSchema]:
+    """The built-in tools of ``toolsets`` as the model and the approval policy see them."""
+    return [ToolSchema(name, desc, params, read_only=name in READ_ONLY)
+            for name, desc, params in builtin_tools(toolsets)]

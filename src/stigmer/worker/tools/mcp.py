@@ -172,6 +172,12 @@ def exposed_name(server: str, tool: str, taken: set[str]) -> str:
     return name
 
 
+def _read_only(tool: Any) -> bool:
+    """True only when the server annotated the tool ``readOnlyHint: true`` (the protocol's own hint; no guessing)."""
+    annotations = getattr(tool, "annotations", None)
+    return getattr(annotations, "read_only_hint", None) is True
+
+
 class McpPool:
     """Live MCP sessions of one worker, keyed by server spec.
 
@@ -239,7 +245,7 @@ class McpPool:
             taken.add(name)
             schema = getattr(tool, "input_schema", None) or {"type": "object", "properties": {}}
             out.append(ToolSchema(name=name, description=tool.description or "", parameters=dict(schema),
-                                  server=str(server.get("name")), remote_name=tool.name))
+                                  server=str(server.get("name")), remote_name=tool.name, read_only=_read_only(tool)))
         return out
 
     async def call_tool(self, server: dict[str, Any], tool: str, args: dict[str, Any],

@@ -35,7 +35,7 @@ from ._state import ApiError, ApiState, one_at_a_time
 log = logging.getLogger("stigmer.daemon.sessions")
 
 # Seconds the session workflow may take to accept or refuse a turn or a decision before the API answers 503.
-UPDATE_TIMEOUT_S = 10.0
+UPDATE_TIMEOUT_S = 20.0
 # Seconds a deleted session's workflow may take to close after the ``close`` signal before it is terminated.
 CLOSE_WAIT_S = 5.0
 

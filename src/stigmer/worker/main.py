@@ -21,6 +21,7 @@ CONNECT_PATIENCE_S = 30.0
 
 The daemon launches its runners alongside the Temporal dev server (their imports overlap its
 boot), and a runner deployed next to a cluster may come up first; both wait here."""
+STICKY_TIMEOUT = timedelta(seconds=2)
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
 GRACEFUL_SHUTDOWN = timedelta(seconds=2)
 """How long in-flight activities get to finish on stop; the rest are retried by another worker."""
@@ -123,7 +124,11 @@ async def run_worker(cfg: Any, stop: asyncio.Event, *, client: Any = None, ready
                     # Heartbeats carry cancellation to a running model call. The SDK throttles them to 80% of
                     # the heartbeat timeout (8 s here), which made a cancel take ~8 s; 1 s keeps it prompt.
                     max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-                    default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE)
+                    default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+                    # A runner killed with -9 leaves its sticky queue behind: the next workflow task of each workflow
+                    # it had cached (an approval, a session's next turn) waits there this long before Temporal moves
+                    # it to the shared queue. The SDK's 10 s default made a decision after a crash time out.
+                    sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT)
     log.info("runner started: %s", describe(cfg))
     try:
         async with worker:

@@ -195,6 +195,12 @@ class ScriptedProvider(Provider):
     def capabilities(self, spec: Any, cfg: Any) -> Capabilities:
         return Capabilities(tools=True, context_length=1 << 20, source="scripted")
 
+    def price(self, spec: Any) -> Any:
+        """A local model: its calls cost 0 (a test wanting a cost sets ``pricing:`` in config.yaml)."""
+        from stigmer.providers.pricing import LOCAL
+
+        return LOCAL
+
 
 def register(registry: Any) -> None:
     """The plugin hook: ``STIGMER_PLUGINS=scripted=tests.support.scripted_provider``."""

@@ -58,6 +58,9 @@ def show(as_json: bool, **kwargs: Any) -> None:
     vwidth = min(40, max(len(_fmt(v["value"])) for v in shown.values()))
     for key, item in shown.items():
         click.echo(f"{key:<{width}}  {_fmt(item['value']):<{vwidth}}  {item['source']:<8}  {item['origin']}")
+    if cfg.pricing:
+        click.echo(f"\nnote: pricing: in {cfg.config_path} overrides the price of {', '.join(sorted(cfg.pricing))} "
+                   "(`stigmer llm resolve MODEL` shows the price that applies)")
     if cfg.provider_error:
         click.echo(f"\nnote: {cfg.provider_error}", err=True)
 

@@ -29,6 +29,9 @@ class OpenAIDouble(HttpDouble):
         """``{"name": ..., "arguments": {...}}`` answered when the request offers tools."""
         self.usage: dict[str, Any] = {"prompt_tokens": 21, "completion_tokens": 9, "total_tokens": 30,
                                       "prompt_tokens_details": {"cached_tokens": 0}}
+        """What every reply reports, in the API's terms: ``prompt_tokens`` includes the cached ones."""
+        self.stream_usage = True
+        """False: a stream never ends with a usage chunk, even when asked (as llama-cpp-python's server)."""
 
     def error_payload(self, status: int, message: str) -> Any:
         return {"error": {"message": message or f"error {status}", "type": "api_error", "code": None}}
@@ -62,7 +65,7 @@ class OpenAIDouble(HttpDouble):
         for delta in ([{"tool_calls": calls}] if calls else [{"content": w} for w in _words(self.reply)]):
             send([{"index": 0, "delta": delta, "finish_reason": None}])
         send([{"index": 0, "delta": {}, "finish_reason": finish}])
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if self.stream_usage and (body.get("stream_options") or {}).get("include_usage"):
             send([], usage=self.usage)
         request.write("data: [DONE]\n\n")
 

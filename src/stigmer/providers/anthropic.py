@@ -80,6 +80,7 @@ PRICES: dict[str, Price] = {
     "claude-opus-5-5": Price(4.0, 20.0, 0.20, 5.0),
 }
 
+
 class AnthropicProvider(Provider):
     name = "anthropic"
     default_model = DEFAULT_MODELS["anthropic"]
@@ -101,13 +102,13 @@ class AnthropicProvider(Provider):
         return key
 
     def build(self, spec: ModelSpec, cfg: Config) -> BaseChatModel:
-        from langchain_anthropic import ChatAnthropic
+        from ._anthropic_chat import StigmerChatAnthropic
 
         kwargs: dict[str, Any] = {"model": spec.model, "api_key": self._key(cfg), "max_retries": 0,
                                   "timeout": READ_TIMEOUT_S, **spec.params}
         if spec.base_url:
             kwargs["base_url"] = spec.base_url
-        return ChatAnthropic(**kwargs)
+        return StigmerChatAnthropic(**kwargs)
 
     def capabilities(self, spec: ModelSpec, cfg: Config) -> Capabilities:
         self._key(cfg)

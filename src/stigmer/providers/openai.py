@@ -107,7 +107,7 @@ PRICES: dict[str, Price] = {
     "o3-pro": Price(20.0, 80.0),
     "o4-mini": Price(1.10, 4.40, 0.275),
 }
-OPENAI_HOST = "api.openai.com"
+
 
 def table_lookup(table: dict[str, tuple[bool, int]], model: str) -> tuple[bool, int] | None:
     """The entry of the longest prefix of ``model`` in ``table``."""
@@ -140,11 +140,17 @@ class OpenAIProvider(Provider):
         return Capabilities(tools=entry[0], context_length=entry[1], source="stigmer's OpenAI model table")
 
     def price(self, spec: ModelSpec) -> Price | None:
-        """OpenAI's price; on another server, nothing when it runs on this machine, else unknown (not OpenAI's)."""
+        """OpenAI's price for a model in its table, whatever the server; other models: 0 on loopback, else None.
+
+        An OpenAI model id behind another URL is most likely OpenAI's model behind a proxy (LiteLLM on
+        localhost, a company gateway), billed at OpenAI's price; any other model on a loopback server (vLLM,
+        LM Studio) runs on this machine; elsewhere its price is not known (``pricing:`` in config.yaml names it).
+        """
+        found = match(PRICES, spec.model)
+        if found is not None:
+            return found
         host = _host(spec.base_url)
-        if host is None or host == OPENAI_HOST:
-            return match(PRICES, spec.model)
-        return LOCAL if _is_loopback(host) else None
+        return LOCAL if host is not None and _is_loopback(host) else None
 
 
 def _host(base_url: str | None) -> str | None:

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 USAGE_KEYS = ("input_tokens", "output_tokens", "cached_tokens")
 CHARS_PER_TOKEN = 4
+START_USAGE = "stigmer_start_usage"
+"""``response_metadata`` key of the prompt's counts a stream reported before the reply (Anthropic's
+``message_start``: ``{"input_tokens", "cache_read", "cache_creation"}``); used when the final counts lack them."""
 
 
 def _estimate(chars: int) -> int:
@@ -50,12 +53,20 @@ def _detail(details: Mapping[str, Any], name: str, prefixes: tuple[str, ...] = (
 
 
 def _reported(message: Any) -> dict[str, int | None]:
-    """The provider's own counts: ``usage_metadata``, else Ollama's counts in ``response_metadata``; None: not given."""
+    """The provider's own counts; None: not given.
+
+    ``usage_metadata`` first; else Ollama's counts in ``response_metadata``; input counts missing from both
+    are taken from :data:`START_USAGE` (see ``providers/_anthropic_chat``).
+    """
     usage = getattr(message, "usage_metadata", None) or {}
     details = usage.get("input_token_details") or {}
     meta = getattr(message, "response_metadata", None) or {}
+    input_tokens = _count(usage.get("input_tokens")) if usage else _count(meta.get("prompt_eval_count"))
+    start = meta.get(START_USAGE)
+    if not input_tokens and isinstance(start, Mapping) and _count(start.get("input_tokens")):
+        input_tokens, details = _count(start.get("input_tokens")), start
     return {
-        "input_tokens": _count(usage.get("input_tokens")) if usage else _count(meta.get("prompt_eval_count")),
+        "input_tokens": input_tokens,
         "output_tokens": _count(usage.get("output_tokens")) if usage else _count(meta.get("eval_count")),
         "cached_tokens": _detail(details, "cache_read"),
         # Anthropic's cache writes: LangChain puts them under cache_creation, or per TTL (ephemeral_5m_...).

@@ -21,9 +21,10 @@ from .http_double import HttpDouble, Request
 class OpenAIDouble(HttpDouble):
     """Answers with ``reply`` (or ``tool_call``), reporting ``usage`` (``prompt_tokens`` includes the cached ones)."""
 
-    def __init__(self, api_key: str = "sk-test-0000") -> None:
+    def __init__(self, api_key: str | None = "sk-test-0000") -> None:
         super().__init__()
         self.api_key = api_key
+        """The bearer key every request must carry; None: any (a local server such as llama.cpp's checks none)."""
         self.reply = "Hello from the OpenAI double."
         self.tool_call: dict[str, Any] | None = None
         """``{"name": ..., "arguments": {...}}`` answered when the request offers tools."""
@@ -40,7 +41,7 @@ class OpenAIDouble(HttpDouble):
         if request.path != "/v1/chat/completions" or request.method != "POST":
             request.json(404, self.error_payload(404, f"no route {request.path}"))
             return
-        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+        if self.api_key is not None and request.headers.get("authorization") != f"Bearer {self.api_key}":
             request.json(401, self.error_payload(401, "Incorrect API key provided"))
             return
         body = request.body or {}
@@ -79,6 +80,6 @@ def _words(text: str) -> list[str]:
     return [p if i == 0 else " " + p for i, p in enumerate(parts)]
 
 
-def start_openai_double(api_key: str = "sk-test-0000") -> OpenAIDouble:
+def start_openai_double(api_key: str | None = "sk-test-0000") -> OpenAIDouble:
     """Start the double on a free loopback port; its ``url`` + ``/v1`` is the base URL to give ``ChatOpenAI``."""
     return OpenAIDouble(api_key)

@@ -279,7 +279,11 @@ def test_config_pricing_shows_in_resolve_and_config_show(stigmer_home: Path,
     assert json.loads(out)["price"] == {"source": "config.yaml", "match": "gpt-6", "input": 4.0, "output": 16.0,
                                         "cached": 0.4, "cache_write": 4.0}
     code, out, _ = _run(["config", "show"], capsys)
-    assert code == 0 and "pricing:" in out and "gpt-6" in out
+    assert code == 0
+    row = next(line for line in out.splitlines() if line.startswith("pricing.gpt-6 "))
+    assert "input=4 output=16 cached=0.4" in row and str(stigmer_home / "config.yaml") in row
+    code, out, _ = _run(["config", "show", "--json"], capsys)
+    assert json.loads(out)["pricing.gpt-6"]["value"] == {"input": 4.0, "output": 16.0, "cached": 0.4}
     (stigmer_home / "config.yaml").write_text("pricing:\n  gpt-6: {input: 4}\n")
     code, out, err = _run(["llm", "resolve", "openai:gpt-6"], capsys)
     assert code != 0 and "pricing.gpt-6: output is missing" in err and "Traceback" not in err

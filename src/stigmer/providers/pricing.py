@@ -118,9 +118,8 @@ def describe(spec: ModelSpec, cfg: Config | None) -> dict[str, Any]:
     """The price that applies to ``spec`` and where it comes from, for ``stigmer llm resolve``."""
     price = price_of(spec, cfg)
     if price is None:
-        return {"source": "unknown", "hint": f"costs of this model are null; give its USD per million tokens under "
-                                            f"`pricing:` in config.yaml: `pricing: {{\"{spec.provider}:{spec.model}\": "
-                                            "{input: ..., output: ..., cached: ...}}`"}
+        example = f'pricing: {{"{spec.provider}:{spec.model}": {{input: ..., output: ...}}}}'
+        return {"source": "unknown", "hint": f"costs are null; set USD per million tokens in config.yaml: `{example}`"}
     return price.to_dict()
 
 

@@ -5,7 +5,8 @@ The real API cannot be reached from here, so this follows the published one
 ``ChatAnthropic``: ``POST /v1/messages`` with ``x-api-key`` (or a bearer token, as newer SDKs
 send), a JSON reply or a server-sent event stream (``message_start``,
 ``content_block_start/delta/stop`` with ``text_delta`` or ``input_json_delta`` for ``tool_use``,
-``message_delta`` with the ``stop_reason``, ``message_stop``), and error bodies
+``message_delta`` with the ``stop_reason``, ``message_stop``), ``usage`` as the API reports it (see
+:attr:`AnthropicDouble.usage`), and error bodies
 ``{"type": "error", "error": {"type": ..., "message": ...}}`` for 401, 429 (with ``retry-after``),
 500 and 529. Queue failures with :meth:`HttpDouble.fail_next` / ``reset_next`` / ``stall_next``.
 """
@@ -32,6 +33,15 @@ class AnthropicDouble(HttpDouble):
         self.tool_call: dict[str, Any] | None = None
         self.stop_reason: str | None = None
         """Overrides the ``stop_reason`` (``"max_tokens"``: a reply cut at the token limit)."""
+        self.usage: dict[str, int] = {"input_tokens": 12, "output_tokens": 7, "cache_read_input_tokens": 0,
+                                      "cache_creation_input_tokens": 0}
+        """What every reply reports, in the API's terms: ``input_tokens`` excludes the tokens read from the prompt
+        cache (``cache_read_input_tokens``) and written to it (``cache_creation_input_tokens``). A stream reports
+        it as the API does: ``message_start`` with the input counts and a first output token, then the final
+        ``message_delta`` with the cumulative counts."""
+        self.delta_input_usage = True
+        """False: ``message_delta`` carries only ``output_tokens``, as the API's streams did before it added the
+        cumulative input counts there."""
 
     def error_payload(self, status: int, message: str) -> Any:
         return {"type": "error", "error": {"type": ERROR_TYPES.get(status, "api_error"),
@@ -51,8 +61,7 @@ class AnthropicDouble(HttpDouble):
             self._stream(request, body, blocks)
         else:
             stop = self.stop_reason or ("tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn")
-            request.json(200, {**_message(body), "content": blocks, "stop_reason": stop,
-                               "usage": {"input_tokens": 12, "output_tokens": 7}})
+            request.json(200, {**_message(body), "content": blocks, "stop_reason": stop, "usage": dict(self.usage)})
 
     def _blocks(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         if body.get("tools") and self.tool_call:
@@ -67,7 +76,7 @@ class AnthropicDouble(HttpDouble):
             request.write(f"event: {name}\ndata: {json.dumps(data)}\n\n")
 
         event("message_start", {"type": "message_start", "message": {**_message(body), "content": [],
-                                "stop_reason": None, "usage": {"input_tokens": 12, "output_tokens": 1}}})
+                                "stop_reason": None, "usage": {**self.usage, "output_tokens": 1}}})
         event("ping", {"type": "ping"})
         block = blocks[0]
         if block["type"] == "text":
@@ -85,8 +94,9 @@ class AnthropicDouble(HttpDouble):
                                               "delta": {"type": "input_json_delta", "partial_json": piece}})
         event("content_block_stop", {"type": "content_block_stop", "index": 0})
         stop = self.stop_reason or ("tool_use" if block["type"] == "tool_use" else "end_turn")
+        delta_usage = dict(self.usage) if self.delta_input_usage else {"output_tokens": self.usage["output_tokens"]}
         event("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-                                "usage": {"output_tokens": 7}})
+                                "usage": delta_usage})
         event("message_stop", {"type": "message_stop"})
 
 

@@ -39,6 +39,10 @@ class FakeModel:
     family: str = "qwen2"
     done_reason: str = "stop"
     """The final chunk's ``done_reason``: ``"length"`` when a reply is cut at ``num_predict``."""
+    prompt_eval_count: int | None = 10
+    """The final chunk's prompt token count; None leaves it out, as Ollama may for a prompt it had cached."""
+    eval_count: int | None = None
+    """The final chunk's reply token count; None: one per streamed piece of the reply (a few for a tool call)."""
 
 
 @dataclass
@@ -123,8 +127,9 @@ class OllamaDouble(HttpDouble):
         chunks = [] if body.get("tools") and model.tool_call else _words(model.reply)
         if body.get("tools") and model.tool_call:
             message["tool_calls"] = [{"function": dict(model.tool_call)}]
+        pieces = len(chunks) + (len(json.dumps(model.tool_call).split()) if "tool_calls" in message else 0)
         if body.get("stream", True) is False:
-            request.json(200, _final(model, {**message, "content": "".join(chunks)}, len(chunks)))
+            request.json(200, _final(model, {**message, "content": "".join(chunks)}, pieces))
             return
         request.start_stream("application/x-ndjson")
         for word in chunks:
@@ -133,7 +138,7 @@ class OllamaDouble(HttpDouble):
         if "tool_calls" in message:
             request.write(json.dumps({"model": model.name, "created_at": _now(), "message": message,
                                       "done": False}) + "\n")
-        request.write(json.dumps(_final(model, {"role": "assistant", "content": ""}, len(chunks))) + "\n")
+        request.write(json.dumps(_final(model, {"role": "assistant", "content": ""}, pieces)) + "\n")
 
 
 def _words(text: str) -> list[str]:
@@ -145,11 +150,13 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _final(model: FakeModel, message: dict[str, Any], eval_count: int) -> dict[str, Any]:
-    return {"model": model.name, "created_at": _now(), "message": message, "done": True,
-            "done_reason": model.done_reason,
-            "total_duration": 1_000_000, "load_duration": 1000, "prompt_eval_count": 10, "prompt_eval_duration": 1000,
-            "eval_count": eval_count, "eval_duration": 1000}
+def _final(model: FakeModel, message: dict[str, Any], pieces: int) -> dict[str, Any]:
+    """The last chunk of a reply: ``done``, its reason, and the timings and token counts Ollama reports."""
+    final = {"model": model.name, "created_at": _now(), "message": message, "done": True,
+             "done_reason": model.done_reason, "total_duration": 1_000_000, "load_duration": 1000,
+             "prompt_eval_count": model.prompt_eval_count, "prompt_eval_duration": 1000,
+             "eval_count": pieces if model.eval_count is None else model.eval_count, "eval_duration": 1000}
+    return {k: v for k, v in final.items() if v is not None}
 
 
 def start_ollama_double() -> OllamaDouble:

@@ -19,9 +19,14 @@ is how tests prove a completed model call was not repeated, and how ``fail.times
 ``delay_attempts`` count attempts across worker processes. ``delay`` (seconds, before the
 first token) lets a test kill a worker mid model call; with no delay the model has zero latency.
 ``response_metadata`` is sent on a last chunk, where real providers put the stop reason
-(``finish_reason: length`` is a reply cut at the token limit). ``usage`` (``{"input_tokens",
-"output_tokens", "cached_tokens"}``) is reported on that last chunk as LangChain's ``usage_metadata``,
-as a real provider reports its own counts; without it the runner estimates them.
+(``finish_reason: length`` is a reply cut at the token limit).
+
+Usage: a step's ``"usage": {"input_tokens": 120, "output_tokens": 30, "cached_tokens": 100}`` (or the
+script's top-level ``"usage"``, for every step without its own) is reported on the last chunk as LangChain's
+``usage_metadata``, as a real provider's final usage chunk is; ``cached_tokens`` is part of ``input_tokens``.
+A step with ``"usage": null``, or a script with no usage at all, reports none, so the runner estimates it
+and marks it ``estimated``. Price: the script's top-level ``"price": {"input": 3.0, "output": 15.0,
+"cached": 0.3}`` (USD per million tokens) prices its calls; without it the model is local and costs 0.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from typing import Any
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from pydantic import Field
@@ -92,6 +98,16 @@ def _record_call(log: Path, step: int) -> int:
     return attempt
 
 
+def _usage_metadata(usage: dict[str, Any]) -> UsageMetadata:
+    """A script's usage as LangChain's ``usage_metadata`` (what chat models fill from a provider's usage)."""
+    input_tokens, output_tokens = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
+    metadata = UsageMetadata(input_tokens=input_tokens, output_tokens=output_tokens,
+                             total_tokens=input_tokens + output_tokens)
+    if usage.get("cached_tokens"):
+        metadata["input_token_details"] = {"cache_read": int(usage["cached_tokens"])}
+    return metadata
+
+
 class ScriptedChatModel(BaseChatModel):
     """Replies from a JSON script; see the module docstring."""
 
@@ -133,14 +149,11 @@ class ScriptedChatModel(BaseChatModel):
             yield AIMessageChunk(content="", tool_call_chunks=[
                 {"name": c["name"], "args": json.dumps(c.get("args", {})), "id": c.get("id") or f"call_{index}_{i}",
                  "index": i} for i, c in enumerate(calls)])
+        usage = step["usage"] if "usage" in step else script.get("usage")
+        if usage:  # the usage chunk a real stream ends with
+            yield AIMessageChunk(content="", usage_metadata=_usage_metadata(usage))
         if step.get("response_metadata"):  # last, as real providers send a stop reason
             yield AIMessageChunk(content="", response_metadata=dict(step["response_metadata"]))
-        if step.get("usage"):
-            u = step["usage"]
-            inp, out = int(u.get("input_tokens", 0)), int(u.get("output_tokens", 0))
-            yield AIMessageChunk(content="", usage_metadata={
-                "input_tokens": inp, "output_tokens": out, "total_tokens": inp + out,
-                "input_token_details": {"cache_read": int(u.get("cached_tokens", 0))}})
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
@@ -151,7 +164,7 @@ class ScriptedChatModel(BaseChatModel):
         for chunk in self._chunks(step, script, index):
             merged = merged + chunk
         message = AIMessage(content=merged.content, tool_calls=merged.tool_calls,
-                            response_metadata=merged.response_metadata)
+                            response_metadata=merged.response_metadata, usage_metadata=merged.usage_metadata)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
@@ -202,6 +215,19 @@ class ScriptedProvider(Provider):
 
     def capabilities(self, spec: Any, cfg: Any) -> Capabilities:
         return Capabilities(tools=True, context_length=1 << 20, source="scripted")
+
+    def price(self, spec: Any) -> Any:
+        """The script's ``price``, else a local model's (0); a missing script is local too (it fails at the call)."""
+        from stigmer.providers.pricing import LOCAL, Price
+
+        try:
+            price = _load(Path(spec.model)).get("price")
+        except (OSError, ValueError):
+            return LOCAL
+        if not price:
+            return LOCAL
+        return Price(float(price["input"]), float(price["output"]),
+                     None if price.get("cached") is None else float(price["cached"]), match="script")
 
 
 def register(registry: Any) -> None:

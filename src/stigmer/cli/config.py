@@ -30,6 +30,8 @@ def _fmt(value: Any) -> str:
         return "-"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dict):  # a price: input=4.0 output=16.0 (USD per million tokens)
+        return " ".join(f"{k}={v:g}" for k, v in value.items())
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value)) or "-"
     return str(value)
@@ -50,7 +52,7 @@ def show(as_json: bool, **kwargs: Any) -> None:
       stigmer config show --json | jq '."llm.provider"'
     """
     cfg = load_config(flags_from(kwargs))
-    shown = cfg.shown()
+    shown = {**cfg.shown(), **_pricing_rows(cfg)}
     if as_json:
         click.echo(json.dumps(shown, indent=2))
         return
@@ -60,6 +62,12 @@ def show(as_json: bool, **kwargs: Any) -> None:
         click.echo(f"{key:<{width}}  {_fmt(item['value']):<{vwidth}}  {item['source']:<8}  {item['origin']}")
     if cfg.provider_error:
         click.echo(f"\nnote: {cfg.provider_error}", err=True)
+
+
+def _pricing_rows(cfg: Any) -> dict[str, dict[str, Any]]:
+    """``pricing:`` entries as rows of their own (USD per million tokens), after the settings."""
+    return {f"pricing.{model}": {"value": dict(price), "source": "file", "origin": str(cfg.config_path)}
+            for model, price in sorted(cfg.pricing.items())}
 
 
 def _check_key(key: str) -> None:

@@ -37,7 +37,26 @@ def _human_size(size: int) -> str:
     return f"{value:.1f} TB"
 
 
-def _print_spec(name: str | None, spec: Any) -> None:
+def _usd(value: float) -> str:
+    return f"${value:.2f}" if round(value, 2) == value else f"${value:g}"
+
+
+def _price_text(price: dict[str, Any]) -> str:
+    source = price["source"]
+    if source == "unknown":
+        return f"unknown: {price['hint']}"
+    if source == "local":
+        return "0 (a local model: no price per token)"
+    where = "config.yaml pricing" if source == "config.yaml" else "stigmer's price table"
+    text = (f"{_usd(price['input'])} input / {_usd(price['output'])} output / {_usd(price['cached'])} cached input "
+            f"per million tokens ({where}: {price['match']})")
+    tier = price.get("above_input_tokens")
+    if tier:
+        text += f"; prompts over {tier['tokens']:,} tokens: {_usd(tier['input'])} / {_usd(tier['output'])}"
+    return text
+
+
+def _print_spec(name: str | None, spec: Any, price: dict[str, Any]) -> None:
     params = " ".join(f"{k}={v}" for k, v in spec.params.items()) or "(none)"
     click.echo(f"{name or '(configured model)'} -> {spec.provider}:{spec.model}")
     click.echo(f"  provider  {spec.provider}")
@@ -46,6 +65,7 @@ def _print_spec(name: str | None, spec: Any) -> None:
     click.echo(f"  base URL  {base_url}")
     click.echo(f"  params    {params}")
     click.echo(f"  why       {spec.reason}")
+    click.echo(f"  price     {_price_text(price)}")
 
 
 @llm.command(epilog=RESOLVE_EPILOG)
@@ -55,16 +75,22 @@ def _print_spec(name: str | None, spec: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved ModelSpec as a JSON object.")
 @config_flags
 def resolve(name: str | None, params: tuple[str, ...], as_json: bool, **kwargs: Any) -> None:
-    """Show what NAME resolves to: provider, full model id, base URL, native parameters, and why."""
+    """Show what NAME resolves to: provider, full model id, base URL, native parameters, why, and its price.
+
+    The price (USD per million tokens) is what usage costs are computed with; its source is
+    stigmer's table, `pricing:` in config.yaml, local (free), or unknown.
+    """
     from ..providers._params import parse_pairs
+    from ..providers.pricing import describe
     from ..providers.registry import resolve_model
 
     cfg = load_config(flags_from(kwargs), quiet=as_json)
     spec = resolve_model(cfg, name, parse_pairs(params))
+    price = describe(spec, cfg)
     if as_json:
-        click.echo(json.dumps(spec.to_dict(), indent=2))
+        click.echo(json.dumps({**spec.to_dict(), "price": price}, indent=2))
     else:
-        _print_spec(name, spec)
+        _print_spec(name, spec, price)
 
 
 def _ollama_url(cfg: Any) -> str:
@@ -175,11 +201,12 @@ def status(**kwargs: Any) -> None:
     """Show the active LLM, why it was chosen, and whether it answers right now."""
     from ..errors import RuntimeFailure
     from ..providers.errors import ProviderError
+    from ..providers.pricing import describe
     from ..providers.registry import preflight, resolve_model
 
     cfg = load_config(flags_from(kwargs))
     spec = resolve_model(cfg)
-    _print_spec(None, spec)
+    _print_spec(None, spec, describe(spec, cfg))
     provider_item = cfg.items.get("llm.provider")
     if provider_item is not None:
         click.echo(f"  chosen    {provider_item.source}: {provider_item.origin}")

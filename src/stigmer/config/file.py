@@ -8,6 +8,7 @@ so a failed write never leaves a half-written file.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,11 @@ from ._suggest import did_you_mean
 from .keys import KEYS
 
 _NESTED = ("backend", "local")
+_OWN_SECTIONS = ("aliases", "pricing", "backend")
+"""Top-level keys read by their own functions, not as dotted settings."""
+PRICE_FIELDS = ("input", "output", "cached", "cache_write")
+"""The fields of a price under ``pricing:`` (USD per million tokens); input and output are required."""
+_PRICING_EXAMPLE = "pricing: {claude-sonnet-5-5: {input: 3.0, output: 15.0, cached: 0.3}}"
 
 
 @dataclass
@@ -30,6 +36,7 @@ class FileValues:
     values: dict[str, Any] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
+    pricing: dict[str, dict[str, float]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     def where(self, key: str) -> str:
@@ -96,9 +103,11 @@ def load(path: Path) -> FileValues:
     nested = data.get(_NESTED[0], {})
     nested = nested.get(_NESTED[1], {}) if isinstance(nested, dict) else {}
     for source, prefix in ((nested if isinstance(nested, dict) else {}, "backend.local."), (data, "")):
-        for key, value in _flatten({k: v for k, v in source.items() if k != "aliases" and k != "backend"}).items():
+        own = _OWN_SECTIONS if source is data else ("aliases", "backend")
+        for key, value in _flatten({k: v for k, v in source.items() if k not in own}).items():
             _accept(result, key, value, lines.get(prefix + key))
     _read_aliases(result, data.get("aliases"))
+    _read_pricing(result, data.get("pricing"), lines)
     return result
 
 
@@ -120,6 +129,44 @@ def _read_aliases(result: FileValues, aliases: Any) -> None:
     if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
         raise ConfigError(f"{result.path}: 'aliases' must map names to model ids, e.g. `aliases: {{fast: llama3.2}}`")
     result.aliases = {str(k): v for k, v in aliases.items()}
+
+
+def _read_pricing(result: FileValues, pricing: Any, lines: dict[str, int]) -> None:
+    """``pricing:``: model id (or ``provider:model``) -> USD per million tokens; a mistake names file, key, field."""
+    if pricing is None:
+        return
+
+    def fail(key: str, problem: str) -> ConfigError:
+        line = lines.get(key) or lines.get("pricing")
+        where = f"{result.path}:{line}" if line else str(result.path)
+        return ConfigError(f"{where}: {key}: {problem}",
+                           hint=f"prices are USD per million tokens, e.g. `{_PRICING_EXAMPLE}` "
+                                f"(fields: {', '.join(PRICE_FIELDS)}; input and output are required)")
+
+    if not isinstance(pricing, dict):
+        raise fail("pricing", f"must map model ids to prices, got {type(pricing).__name__}")
+    for model, entry in pricing.items():
+        key = f"pricing.{model}"
+        if not isinstance(model, str) or not model.strip():
+            raise fail(key, "the key must be a model id (claude-sonnet-5-5) or provider:model (openai:gpt-5-mini)")
+        if not isinstance(entry, dict):
+            raise fail(key, f"must be a mapping of {', '.join(PRICE_FIELDS)}, got {type(entry).__name__}")
+        for name in entry:
+            if name not in PRICE_FIELDS:
+                raise fail(f"{key}.{name}", f"unknown field{did_you_mean(str(name), PRICE_FIELDS)}")
+        for name in ("input", "output"):
+            if name not in entry:
+                raise fail(key, f"{name} is missing (USD per million {name} tokens)")
+        result.pricing[model.strip()] = {name: _price_value(fail, f"{key}.{name}", value)
+                                         for name, value in entry.items()}
+
+
+def _price_value(fail: Any, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise fail(key, f"must be a number of USD per million tokens, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise fail(key, f"must be 0 or more USD per million tokens, got {value!r}")
+    return float(value)
 
 
 def _load_raw(path: Path) -> dict[str, Any]:

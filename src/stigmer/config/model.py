@@ -68,6 +68,8 @@ class Config:
     Attributes:
         items: every dotted key to its :class:`Resolved` value.
         aliases: user-defined model aliases from the config file.
+        pricing: prices from ``pricing:`` in the config file: model id or ``provider:model`` to USD per million
+            tokens (``input``, ``output``, optional ``cached``, ``cache_write``); they override the provider's table.
         warnings: things worth telling the person (unknown keys, a key on the command line).
         provider_error: why no LLM provider could be chosen, when none could.
         provider_keys: API keys found for providers other than the active one (by provider).
@@ -75,6 +77,7 @@ class Config:
 
     items: Mapping[str, Resolved]
     aliases: Mapping[str, str] = field(default_factory=dict)
+    pricing: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     provider_error: str | None = None
     provider_keys: Mapping[str, str] = field(default_factory=dict)

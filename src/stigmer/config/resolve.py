@@ -261,8 +261,8 @@ def resolve(
     if "anthropic.api_key" in flags and flags["anthropic.api_key"][1] == "--anthropic-key":
         warnings.append("--anthropic-key puts the key on the command line, where other users can see it in the "
                         "process list; prefer ANTHROPIC_API_KEY or --anthropic-key-file")
-    return Config(items=items, aliases=file.aliases, warnings=tuple(warnings), provider_error=error,
-                  provider_keys={p: str(k.value) for p, k in keys.items()})
+    return Config(items=items, aliases=file.aliases, pricing=file.pricing, warnings=tuple(warnings),
+                  provider_error=error, provider_keys={p: str(k.value) for p, k in keys.items()})
 
 
 def origins_json(cfg: Config) -> str:

@@ -5,6 +5,12 @@ quirks of servers other than OpenAI's (``compatible_server=True``): ``ChatOpenAI
 sends ``max_completion_tokens``, which OpenAI expects and llama.cpp's server ignores (a reply
 would run to the context limit), so the older ``max_tokens`` goes in the body instead; and a
 tool-calling assistant turn's ``"content": null`` is sent as ``""`` (see :func:`_compatible_class`).
+
+Streams ask for usage (``stream_usage=True``: the request carries ``stream_options: {"include_usage": true}``
+and the server appends a last chunk with ``usage``, which LangChain turns into ``usage_metadata``).
+LangChain turns it on by itself only for OpenAI's own URL; llama.cpp's C++ server, vLLM and LM Studio
+answer it too. llama-cpp-python's server ignores it and sends no usage in a stream: those calls'
+tokens are estimated (and marked so) by :mod:`.usage`.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ def build_chat_openai(spec: ModelSpec, api_key: str | None, *, compatible_server
         "api_key": api_key or NO_KEY,
         "max_retries": 0,
         "timeout": READ_TIMEOUT_S,
+        "stream_usage": True,
     }
     if spec.base_url:
         kwargs["base_url"] = spec.base_url

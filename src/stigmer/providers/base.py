@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
     from ..config import Config
     from .errors import ProviderError
+    from .pricing import Price
     from .spec import ModelSpec
 
 
@@ -90,3 +91,12 @@ class Provider:
     def capabilities(self, spec: ModelSpec, cfg: Config) -> Capabilities:
         """Tool calling and context length of ``spec``'s model."""
         return Capabilities(tools=True)
+
+    def price(self, spec: ModelSpec) -> Price | None:
+        """The price per million tokens of ``spec``'s model, or None when this provider does not know it.
+
+        A cloud provider looks the model up in its table; a provider of models that run on the person's
+        own machine returns ``pricing.LOCAL``. The default is None: a price is never guessed as 0.
+        ``pricing:`` in config.yaml wins over this hook (see :func:`stigmer.providers.pricing.price_of`).
+        """
+        return None

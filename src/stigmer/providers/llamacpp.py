@@ -17,6 +17,7 @@ from . import errors as pe
 from ._openai_compatible import build_chat_openai
 from .base import Capabilities, Provider
 from .names import BUNDLED_MODEL
+from .pricing import LOCAL, Price
 from .spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -66,6 +67,10 @@ class LlamaCppProvider(Provider):
         bundled = spec.model == BUNDLED_MODEL
         source = "bundled base model: tool calls only with a forced tool_choice" if bundled else "llama.cpp server"
         return Capabilities(tools=True, context_length=cfg.llm.num_ctx, source=source, forced_tools_only=bundled)
+
+    def price(self, spec: ModelSpec) -> Price:
+        """The embedded server runs on this machine: no price per token."""
+        return LOCAL
 
     def classify(self, exc: BaseException, spec: ModelSpec) -> pe.ProviderError | None:
         return _classify.generic(exc, spec, pe.server_unreachable(self.name, spec.base_url or DEFAULT_LLAMACPP_URL))

@@ -20,6 +20,7 @@ from ..config.keys import DEFAULT_MODELS, DEFAULT_OLLAMA_URL
 from . import _classify, ollama_api
 from . import errors as pe
 from .base import Capabilities, Provider
+from .pricing import LOCAL, Price
 from .spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -78,6 +79,10 @@ class OllamaProvider(Provider):
         info = ollama_api.show(spec.base_url or DEFAULT_OLLAMA_URL, spec.model)
         return Capabilities(tools=ollama_api.supports_tools(info), context_length=ollama_api.context_length(info),
                             source="Ollama /api/show")
+
+    def price(self, spec: ModelSpec) -> Price:
+        """Models Ollama serves run on hardware the person runs (here or on their own server): no price per token."""
+        return LOCAL
 
     def alternatives(self, spec: ModelSpec, cfg: Config) -> list[str]:
         """Pulled models that call tools first (they work right now), then well-known ones to pull."""

@@ -6,15 +6,25 @@ the runner puts on the reply (and so into workflow history, events and the store
     {"input_tokens": int, "output_tokens": int, "cached_tokens": int, "estimated": bool,
      "duration_ms": int, "cost_usd": float | None}
 
-Tokens come from LangChain's ``usage_metadata`` (Anthropic's ``usage``, Ollama's
-``prompt_eval_count``/``eval_count``, the OpenAI-compatible ``usage`` of OpenAI and llama.cpp), and are
-estimated (about four characters a token) only where the provider gave nothing, then marked
-``estimated``. Cost is in USD from :mod:`.pricing` (overridable under ``pricing:`` in config.yaml);
-local models cost 0; an unknown cloud price is ``None`` (not 0: the total then says it is incomplete).
+``input_tokens`` is the whole prompt, ``cached_tokens`` included (the part read from the provider's prompt
+cache, billed cheaper). Tokens come from LangChain's ``usage_metadata``, which each chat model fills from
+its provider's own usage: Anthropic's ``usage`` (the cumulative one on ``message_delta``; cache reads and
+writes added into the input), Ollama's ``prompt_eval_count``/``eval_count`` (final chunk), the
+OpenAI-compatible ``usage`` chunk a stream ends with when asked (``stream_options.include_usage``, which
+``providers/_openai_compatible`` asks for), with ``prompt_tokens_details.cached_tokens``.
+
+A count the provider did not give is estimated (about four characters a token) and the call marked
+``estimated``: llama-cpp-python's server sends no usage in a stream, Ollama may leave out
+``prompt_eval_count``, and a count of 0 for a non-empty prompt or reply is a count missing, not a fact.
+Cost is in USD from :mod:`.pricing` (overridable under ``pricing:`` in config.yaml); local models cost 0;
+an unknown cloud price is ``None`` (not 0: the total then says it is incomplete).
+
+:func:`add`, :func:`empty` and :func:`total_tokens` are pure: workflow code sums usage with them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,38 +33,76 @@ if TYPE_CHECKING:
 
 USAGE_KEYS = ("input_tokens", "output_tokens", "cached_tokens")
 CHARS_PER_TOKEN = 4
+START_USAGE = "stigmer_start_usage"
+"""``response_metadata`` key of the prompt's counts a stream reported before the reply (Anthropic's
+``message_start``: ``{"input_tokens", "cache_read", "cache_creation"}``); used when the final counts lack them."""
 
 
 def _estimate(chars: int) -> int:
-    return max(1, (chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN) if chars else 0
+    return max(1, (chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN) if chars > 0 else 0
 
 
-def _reported(message: Any) -> dict[str, int] | None:
-    """The provider's own counts from ``usage_metadata``, or None when it sent none."""
-    usage = getattr(message, "usage_metadata", None)
-    if not usage:
-        return None
-    input_tokens = int(usage.get("input_tokens") or 0)
-    output_tokens = int(usage.get("output_tokens") or 0)
-    if input_tokens == 0 and output_tokens == 0:
-        return None
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _detail(details: Mapping[str, Any], name: str, prefixes: tuple[str, ...] = ()) -> int:
+    """``name`` in ``input_token_details``, plus LangChain's service-tier variants (``priority_cache_read``)."""
+    return sum(_count(v) or 0 for k, v in details.items()
+               if k == name or k.endswith("_" + name) or k.startswith(prefixes))
+
+
+def _reported(message: Any) -> dict[str, int | None]:
+    """The provider's own counts; None: not given.
+
+    ``usage_metadata`` first; else Ollama's counts in ``response_metadata``; input counts missing from both
+    are taken from :data:`START_USAGE` (see ``providers/_anthropic_chat``).
+    """
+    usage = getattr(message, "usage_metadata", None) or {}
     details = usage.get("input_token_details") or {}
-    cached = int(details.get("cache_read") or 0)
-    return {"input_tokens": input_tokens, "output_tokens": output_tokens, "cached_tokens": cached}
+    meta = getattr(message, "response_metadata", None) or {}
+    input_tokens = _count(usage.get("input_tokens")) if usage else _count(meta.get("prompt_eval_count"))
+    start = meta.get(START_USAGE)
+    if not input_tokens and isinstance(start, Mapping) and _count(start.get("input_tokens")):
+        input_tokens, details = _count(start.get("input_tokens")), start
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": _count(usage.get("output_tokens")) if usage else _count(meta.get("eval_count")),
+        "cached_tokens": _detail(details, "cache_read"),
+        # Anthropic's cache writes: LangChain puts them under cache_creation, or per TTL (ephemeral_5m_...).
+        "cache_write_tokens": _detail(details, "cache_creation", ("ephemeral_",)),
+    }
+
+
+def _settle(reported: int | None, chars: int) -> tuple[int, bool]:
+    """(tokens, estimated): the reported count, unless it is missing or 0 for a text that is not empty."""
+    if reported is not None and (reported > 0 or chars <= 0):
+        return reported, False
+    return _estimate(chars), True
 
 
 def measure(message: Any, spec: ModelSpec, cfg: Config | None, *, duration_s: float, prompt_chars: int,
             reply_chars: int) -> dict[str, Any]:
-    """The usage of one call: reported tokens (else estimated from the text), its duration and its cost."""
+    """The usage of one call: reported tokens (else estimated from the text), its duration and its cost.
+
+    Args:
+        message: the merged reply (an ``AIMessageChunk`` summed chunk by chunk, as the runner streams it).
+        spec: the model called (its provider and model id price the call).
+        cfg: the runner's configuration (``pricing:`` overrides); None: the provider's prices only.
+        duration_s: how long the call took, first byte sent to last chunk received.
+        prompt_chars: characters of the prompt sent (messages and tool schemas), for an estimate.
+        reply_chars: characters of the reply (text and tool-call arguments), for an estimate.
+    """
     from .pricing import cost_usd
 
-    counts = _reported(message)
-    estimated = counts is None
-    if counts is None:
-        counts = {"input_tokens": _estimate(prompt_chars), "output_tokens": _estimate(reply_chars),
-                  "cached_tokens": 0}
-    return {**counts, "estimated": estimated, "duration_ms": round(duration_s * 1000),
-            "cost_usd": cost_usd(spec, counts, cfg)}
+    reported = _reported(message)
+    input_tokens, input_estimated = _settle(reported["input_tokens"], prompt_chars)
+    output_tokens, output_estimated = _settle(reported["output_tokens"], reply_chars)
+    counts = {"input_tokens": input_tokens, "output_tokens": output_tokens,
+              "cached_tokens": min(reported["cached_tokens"] or 0, input_tokens)}
+    priced = {**counts, "cache_write_tokens": reported["cache_write_tokens"]}
+    return {**counts, "estimated": input_estimated or output_estimated, "duration_ms": round(duration_s * 1000),
+            "cost_usd": cost_usd(spec, priced, cfg)}
 
 
 def empty() -> dict[str, Any]:

@@ -126,7 +126,8 @@ def _start_stack(home: Path, workers: int) -> Any:
     script = stack.env["STIGMER_LLM_MODEL"]
     agent = home / "load.yaml"
     agent.write_text("apiVersion: agentic.stigmer.ai/v1\nkind: Agent\nmetadata:\n  name: load\n"
-                     f"spec:\n  instructions: Write the note.\n  model: 'scripted:{script}'\n  tools: [workspace]\n")
+                     f"spec:\n  instructions: Write the note.\n  model: 'scripted:{script}'\n  tools: [workspace]\n"
+                     "  approvals: {mode: never}\n")
     applied = stack.run("apply", "-f", str(agent))
     if applied.returncode != 0:
         raise SystemExit(f"stigmer apply failed:\n{applied.stderr}")

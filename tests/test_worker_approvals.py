@@ -6,6 +6,7 @@ tool runs only after an approval, once; a rejected or timed-out call never runs 
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import uuid
 from pathlib import Path
@@ -61,6 +62,15 @@ def run_input(script: str, ws: Path, tools: list[str] | None = None, mcp: list[d
     return ExecutionInput(execution_id=uuid.uuid4().hex[:12], agent_name="tester", agent=snapshot, message="go",
                           workspace=str(ws), model=ModelSpec(provider="scripted", model=script, reason="test"),
                           max_tokens_total=max_tokens_total)
+
+
+async def replay(handle: Any) -> None:
+    from temporalio.worker import Replayer
+
+    from stigmer.worker.session import SessionWorkflow
+    from stigmer.worker.workflows import AgentWorkflow
+
+    await Replayer(workflows=[AgentWorkflow, SessionWorkflow]).replay_workflow(await handle.fetch_history())
 
 
 def _refusal(exc: pytest.ExceptionInfo[WorkflowUpdateFailedError]) -> str:
@@ -149,6 +159,7 @@ async def test_a_decision_for_other_arguments_a_second_one_and_one_after_the_end
         await last_event(collector, turn)
         with pytest.raises(WorkflowUpdateFailedError) as ended:
             await decide(handle, asked, approve=False)
+        await replay(handle)  # refused Updates and all: the session's history replays
 
     assert _refusal(wrong_hash) == ("these arguments are not the ones awaiting approval (args_hash does not match the "
                                     "pending call's; look at the approval again and decide on what it shows)")
@@ -313,3 +324,36 @@ async def test_on_exceeded_ask_rejected_fails_like_a_budget(
     assert failed["type"] == "failed" and failed["data"]["budget"]["used"] == 110
     assert not (tmp_path / "note.txt").exists()
     assert state["status"] == "idle" and state["usage"]["input_tokens"] == 70  # the session stays, usage counted
+
+
+async def test_a_decision_survives_a_killed_runner_and_the_approved_call_runs_once(
+        tmp_path: Path, temporal_server: Any, client: Client, queue: str) -> None:
+    """The runner dies while the call waits for its approval; the decision goes to a new runner, the tool runs
+    once, and the history (approval wait and Update included) replays."""
+    import os
+    import signal
+
+    from tests.support.agents import running, spawn_runner
+
+    count = {"name": "run_shell", "args": {"command": "echo a >> count_a"}}
+    script = write_script(tmp_path / "s.json", [{"content": "", "tool_calls": [count]}, {"content": "Counted."}])
+    inp = run_input(script, tmp_path, tools=["shell"])
+    env = runner_env(temporal_server.address, queue)
+    with running(spawn_runner(env, tmp_path / "runner1.log")) as first:
+        handle = await start(client, inp, queue)
+
+        asked: dict[str, Any] = {}
+        deadline = asyncio.get_running_loop().time() + 60
+        while not asked:  # the workflow's own answer (a query), polled until the call waits
+            assert asyncio.get_running_loop().time() < deadline, "no approval requested"
+            waiting = (await handle.query(STATUS))["pending_approvals"]
+            asked = waiting[0] if waiting else {}
+            await asyncio.sleep(0.05)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+    with running(spawn_runner(env, tmp_path / "runner2.log")):
+        await decide(handle, asked, approve=True)
+        result = await handle.result()
+    assert result.output == "Counted."
+    assert (tmp_path / "count_a").read_text() == "a\n"
+    await replay(handle)

@@ -48,9 +48,11 @@ def _documents(home: Path) -> Path:
         {"apiVersion": "agentic.stigmer.ai/v1", "kind": "McpServer", "metadata": {"name": "ungranted"},
          "spec": {"stdio": {**stdio, "env": {"SECRET_X": "${UNGRANTED_VAR}"}}}},
         {"apiVersion": "agentic.stigmer.ai/v1", "kind": "Agent", "metadata": {"name": "dev"},
-         "spec": {"instructions": "Report.", "model": f"scripted:{script}", "mcpServers": ["granted"]}},
+         "spec": {"instructions": "Report.", "model": f"scripted:{script}", "mcpServers": ["granted"],
+                  "approvals": {"mode": "never"}}},
         {"apiVersion": "agentic.stigmer.ai/v1", "kind": "Agent", "metadata": {"name": "nosy"},
-         "spec": {"instructions": "Report.", "model": f"scripted:{script}", "mcpServers": ["ungranted"]}},
+         "spec": {"instructions": "Report.", "model": f"scripted:{script}", "mcpServers": ["ungranted"],
+                  "approvals": {"mode": "never"}}},
     ]))
     return path
 

@@ -27,7 +27,7 @@ from stigmer.providers.anthropic import PRICES
 from stigmer.providers.registry import resolve_model
 from stigmer.providers.spec import ModelSpec
 from stigmer.worker._approval import args_hash
-from stigmer.worker.params import CALL_MODEL, STATE
+from stigmer.worker.params import CALL_MODEL, STATE, TURN
 from tests.support.agents import (
     EventCollector,
     decide,
@@ -143,6 +143,8 @@ class Flow:
     """Per model call, in order: the usage the runner should measure from what the provider reported."""
     note_before_approval: bool = True
     state: dict[str, Any] = field(default_factory=dict)
+    turn_query: list[dict[str, Any]] = field(default_factory=list)
+    """The ``turn`` query of each turn: what the daemon confirms a turn's end and stores its usage from."""
 
 
 async def _flow(p: Anthropic | Ollama, client: Client, queue: str, collector: EventCollector, ws: Path,
@@ -173,6 +175,7 @@ async def _flow(p: Anthropic | Ollama, client: Client, queue: str, collector: Ev
         await decide(handle, flow.asked[1], approve=False, reason=REASON)
         flow.ends.append(await last_event(collector, flow.turns[2]))
         flow.state = await handle.query(STATE)
+        flow.turn_query = [await handle.query(TURN, t) for t in flow.turns]
     return flow
 
 
@@ -219,7 +222,7 @@ async def test_a_session_with_an_approved_and_a_rejected_call_on_the_provider_pr
     _, two, three = flow.turns
     requests = provider.requests()
 
-    assert [(e["type"], e["data"]["output"], e["data"]["turn"]) for e in flow.ends] == [
+    assert [(e["type"], e["data"].get("output", e["data"].get("error")), e["data"]["turn"]) for e in flow.ends] == [
         ("completed", "Nice to meet you, Ada.", 1), ("completed", "Written.", 2), ("completed", "I left it alone.", 3)]
     # One request per model call: nothing was retried, so these five are all the usage the provider reported.
     assert len(requests) == 5
@@ -251,6 +254,8 @@ async def test_a_session_with_an_approved_and_a_rejected_call_on_the_provider_pr
         {**c, "cost_usd": pytest.approx(c["cost_usd"], abs=1e-8)} for c in flow.expected]
     per_turn = [flow.expected[:1], flow.expected[1:3], flow.expected[3:]]
     assert [_tokens(e["data"]["usage"]) for e in flow.ends] == [_summed(calls) for calls in per_turn]
+    assert [(q["status"], _tokens(q["usage"])) for q in flow.turn_query] == [
+        ("completed", _summed(calls)) for calls in per_turn]
     assert _tokens(flow.ends[2]["data"]["session_usage"]) == _summed(flow.expected)
     assert _tokens(flow.state["usage"]) == _summed(flow.expected)
     assert (flow.state["turns"], flow.state["status"]) == (3, "idle")

@@ -6,7 +6,8 @@ The real API cannot be reached from here, so this follows the published one
 send), a JSON reply or a server-sent event stream (``message_start``,
 ``content_block_start/delta/stop`` with ``text_delta`` or ``input_json_delta`` for ``tool_use``,
 ``message_delta`` with the ``stop_reason``, ``message_stop``), ``usage`` as the API reports it (see
-:attr:`AnthropicDouble.usage`), and error bodies
+:attr:`AnthropicDouble.usage`), a fresh ``tool_use`` id per reply and, as the API, a 400 for a conversation whose
+``tool_use`` ids are not unique (a conversation of several turns must keep them apart), and error bodies
 ``{"type": "error", "error": {"type": ..., "message": ...}}`` for 401, 429 (with ``retry-after``),
 500 and 529. Queue failures with :meth:`HttpDouble.fail_next` / ``reset_next`` / ``stall_next``.
 """
@@ -56,6 +57,10 @@ class AnthropicDouble(HttpDouble):
             request.json(401, self.error_payload(401, "invalid x-api-key"))
             return
         body = request.body or {}
+        duplicate = _duplicate_tool_use(body)
+        if duplicate:
+            request.json(400, self.error_payload(400, f"{duplicate}: `tool_use` ids must be unique"))
+            return
         blocks = self._blocks(body)
         if body.get("stream"):
             self._stream(request, body, blocks)
@@ -65,7 +70,7 @@ class AnthropicDouble(HttpDouble):
 
     def _blocks(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         if body.get("tools") and self.tool_call:
-            return [{"type": "tool_use", "id": "toolu_01A", "name": self.tool_call["name"],
+            return [{"type": "tool_use", "id": f"toolu_{len(self.requests):04d}", "name": self.tool_call["name"],
                      "input": self.tool_call["input"]}]
         return [{"type": "text", "text": self.reply}]
 
@@ -103,6 +108,19 @@ class AnthropicDouble(HttpDouble):
 def _message(body: dict[str, Any]) -> dict[str, Any]:
     return {"id": "msg_01double", "type": "message", "role": "assistant", "model": body.get("model", ""),
             "stop_sequence": None}
+
+
+def _duplicate_tool_use(body: dict[str, Any]) -> str | None:
+    """Where a request repeats a ``tool_use`` id (``messages.N.content.M``), as the API's 400 names it; else None."""
+    seen: set[str] = set()
+    for n, message in enumerate(body.get("messages") or []):
+        content = message.get("content")
+        for m, block in enumerate(content if isinstance(content, list) else []):
+            if isinstance(block, dict) and block.get("type") == "tool_use":
+                if block.get("id") in seen:
+                    return f"messages.{n}.content.{m}"
+                seen.add(block.get("id"))
+    return None
 
 
 def _words(text: str) -> list[str]:

@@ -106,7 +106,7 @@ class SessionReport:
                 ("tool calls retried after a kill", self.retried_calls),
                 ("duplicate tool calls (completed, ran again)", self.duplicates),
                 ("decisions recorded in the store", self.decisions_recorded),
-                ("decisions sent again (503 or no daemon)", self.decisions_retried),
+                ("decisions answered 503 and sent again", self.decisions_retried),
                 ("SQLite integrity_check", self.integrity), ("wall time (s)", f"{self.seconds:.0f}"),
                 ("result", "PASS" if self.ok else "FAIL")]
         width = max(len(str(k)) for k, _ in rows)

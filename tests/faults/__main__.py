@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.faults", description=__doc__)
     parser.add_argument("--seed", type=int, default=7, help="seed of the fault plan (same seed, same plan)")
     parser.add_argument("--executions", type=int, default=None, help="executions to run (default 20, short 6)")
-    parser.add_argument("--kills", type=int, default=None, help="faults to inject (default executions/3, short 3)")
+    parser.add_argument("--kills", type=int, default=None,
+                        help="faults to inject (default executions/3, short 3; sessions: turns/2 each, short 4)")
     parser.add_argument("--short", action="store_true", help="the CI version: few executions, three kills")
     parser.add_argument("--sessions", type=int, default=None,
                         help="run the sessions and approvals suite with this many sessions (short: 1)")

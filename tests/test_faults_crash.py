@@ -1,6 +1,10 @@
 """The crash-fault suite, short version (CI): kill -9 a runner, Temporal and the daemon mid-run; nothing is lost.
 
-The full version is one command: ``python -m tests.faults --seed N --executions 20``.
+And its sessions version: one session of three turns, one call approved, one rejected, a kill at each of its
+moments (waiting for a decision, a turn queued, right after the decision, between turns).
+
+The full versions are one command: ``python -m tests.faults --seed N --executions 20`` and
+``python -m tests.faults --seed N --sessions 3 --turns 6``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults import Report, checks, plan_faults, run_suite
+from tests.faults import Report, checks, plan_faults, run_suite, session_checks, sessions
 from tests.faults.suite import KINDS, SHORT_EXECUTIONS, SHORT_KILLS
 
 pytestmark = pytest.mark.slow
@@ -62,3 +66,42 @@ def test_a_call_that_ran_more_often_than_temporal_started_it_is_a_duplicate(
     checks._tool_calls(None, "abc", tmp_path, report)  # type: ignore[arg-type]
     assert (report.duplicates, report.retried_calls, report.tool_calls) == (duplicates, retried, 1)
     assert bool(report.problems) == bool(duplicates)
+
+
+def test_the_sessions_plan_is_seeded_and_kills_every_kind_at_every_moment() -> None:
+    plans, faults = sessions.plan_sessions(SEED, 1, sessions.SHORT_TURNS, sessions.SHORT_APPROVALS,
+                                           sessions.SHORT_KILLS)
+    assert (plans, faults) == sessions.plan_sessions(SEED, 1, sessions.SHORT_TURNS, sessions.SHORT_APPROVALS,
+                                                     sessions.SHORT_KILLS)
+    assert {f.kind for f in faults} == set(KINDS) and {f.moment for f in faults} == set(sessions.MOMENTS)
+    assert sorted(t.approve for t in plans[0] if t.tool) == [False, True]  # one call approved, one rejected
+    assert len({(f.turn, f.moment) for f in faults}) == len(faults)
+
+
+def test_kill_9_around_approvals_and_turns_loses_no_turn_and_runs_approved_calls_once(stigmer_home: Path) -> None:
+    log = io.StringIO()
+    report = sessions.run_session_suite(stigmer_home, seed=SEED, sessions=1, turns=sessions.SHORT_TURNS,
+                                        approvals=sessions.SHORT_APPROVALS, kills=sessions.SHORT_KILLS, log=log)
+    table = report.table()
+    print(table)
+    assert set(report.faults) == set(KINDS) and all(report.faults.values()), table
+    assert report.moments == {m: 1 for m in sessions.MOMENTS}, table
+    assert report.turns_sent == report.turns_completed == sessions.SHORT_TURNS, table
+    assert report.turns_lost == report.context_lost == 0, table  # every turn saw the turns before it
+    assert (report.approved, report.approved_ran_once) == (1, 1), table
+    assert (report.rejected, report.rejected_ran) == (1, 0), table
+    assert report.duplicates == 0 and report.decisions_recorded == 2, table
+    assert report.integrity == "ok" and report.problems == [], table
+    assert report.ok and "PASS" in table
+
+
+@pytest.mark.parametrize(("approve", "scheduled", "ran", "started", "problem"),
+                         [(True, 1, 1, 1, False), (True, 1, 2, 1, True), (True, 2, 2, 2, True),
+                          (True, 1, 0, 1, True), (False, 0, 0, 1, False), (False, 1, 1, 1, True)])
+def test_an_approved_call_must_run_once_and_a_rejected_one_never(
+        approve: bool, scheduled: int, ran: int, started: int, problem: bool) -> None:
+    report = sessions.SessionReport(seed=0)
+    session_checks._side_effect(0, approve, scheduled, started, ran, "turn 0", report)
+    assert bool(report.problems) == problem
+    assert report.rejected_ran == (not approve and problem)
+    assert report.approved_ran_once == (approve and not problem)

@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -164,20 +165,28 @@ class Driver:
         self.executions[response.json()["id"]] = workspace
         self.report.started += 1
 
-    def inject(self, fault: Fault) -> None:
+    def inject(self, fault: Fault, during: Callable[[], None] | None = None) -> None:
+        """Kill, then recover as a user would; ``during`` runs right after a runner or Temporal died (while
+        the supervisor brings it back), after the restart for the daemon (nothing answers without it)."""
         comps = self.components()
         if fault.kind == "runner":
             name = self.rng.choice(sorted(n for n in comps if n.startswith("runner-")))
             self._kill(name, comps[name]["pid"])
+            if during:
+                during()
             wait_until(lambda: self._replaced(name, comps[name]["pid"]), RECOVER_S, f"{name} restarted")
         elif fault.kind == "temporal":
             self._kill("temporal", comps["temporal"]["pid"])
+            if during:
+                during()
             self._recover_temporal(comps["temporal"]["pid"])
         else:
             pid = self.stack.daemon_pid()
             self._kill("daemon", pid)
             wait_until(lambda: gone(pid), 10, "daemon gone")
             self.start_stack()
+            if during:
+                during()
         self.report.faults[fault.kind] += 1
 
     def _kill(self, name: str, pid: int) -> None:

@@ -27,6 +27,14 @@ class NoAnswer(RuntimeFailure):
     """A request was sent but no answer came back (timeout, connection dropped): it may or may not have happened."""
 
 
+class ApiRefused(UserError):
+    """The daemon refused a request (a 4xx): its ``detail`` and ``hint``, and the ``status`` for callers that branch."""
+
+    def __init__(self, message: str, *, hint: str | None = None, status: int = 400) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
 def home_dir() -> Path:
     """``$STIGMER_HOME`` (or ``~/.stigmer``), without resolving the whole configuration."""
     from ..config.resolve import default_home
@@ -138,5 +146,5 @@ def _raise_for(response: httpx.Response) -> None:
         raise RuntimeFailure("the daemon refused this client's token",
                              hint="the token in $STIGMER_HOME/run/token changed: `stigmer local restart`")
     if response.status_code < 500:
-        raise UserError(message, hint=hint)
+        raise ApiRefused(message, hint=hint, status=response.status_code)
     raise RuntimeFailure(message, hint=hint or "see the daemon's log: `stigmer local logs`")

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ._decide import usage_text
 from .resources import EXECUTION_HEADERS, age, execution_row, table
 
 
@@ -53,7 +54,7 @@ def list_executions(status: str | None, limit: int, output: str) -> None:
 @click.argument("execution_id")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", help="Output format.")
 def get_execution(execution_id: str, output: str) -> None:
-    """Show one execution: status, model, steps, answer or error."""
+    """Show one execution: status, model, steps, session, usage (tokens, cost), answer or error."""
     with _client() as client:
         item = client.get(f"/v1/executions/{execution_id}")
     if output == "json":
@@ -67,6 +68,11 @@ def get_execution(execution_id: str, output: str) -> None:
                          ("Started", f"{age(item.get('created_at'))} ago"), ("Elapsed", elapsed),
                          ("Workspace", item.get("workspace") or "-"), ("Message", item["message"])):
         click.echo(f"{label + ':':<11}{value}")
+    if item.get("session_id"):
+        click.echo(f"{'Session:':<11}{item['session_id']} (turn {item.get('turn') or '?'})")
+    usage = usage_text(item.get("usage"))
+    if usage:
+        click.echo(f"{'Usage:':<11}{usage}")
     if item.get("output"):
         click.echo(f"Answer:\n{item['output']}")
     if item.get("error"):

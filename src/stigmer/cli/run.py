@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from ..errors import DaemonNotRunning, RuntimeFailure, UserError
+from ._decide import announce, decided_line, how_to_decide, prompt_and_decide, usage_text
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -76,17 +77,26 @@ class Renderer:
             self._line(f"  {mark} {short(data.get('result', data.get('content', '')))}", fg=fg)
         elif kind == "truncated":
             self._truncated(data)
+        elif kind == "approval_requested":
+            self.end_line()
+            announce(data, self.err)
+        elif kind == "approval_decided":
+            self._line(f"  {decided_line(data)}", fg="green" if data.get("decision") == "approved" else "yellow")
         elif kind == "completed":
             self._completed(data, started)
         elif kind == "failed":
             self._failed(data)
 
-    def _truncated(self, data: dict[str, Any]) -> None:
-        """A reply cut at the token limit: said on stderr, so an answer redirected to a file stays clean."""
-        if not self.at_line_start:  # end the answer's line, so the warning does not land in the middle of it
+    def end_line(self) -> None:
+        """End the answer's line, so what goes to stderr does not land in the middle of it."""
+        if not self.at_line_start:
             self.out.write("\n")
             self.out.flush()
             self.at_line_start = True
+
+    def _truncated(self, data: dict[str, Any]) -> None:
+        """A reply cut at the token limit: said on stderr, so an answer redirected to a file stays clean."""
+        self.end_line()
         limit = f" (max_tokens {data['max_tokens']})" if data.get("max_tokens") else ""
         click.secho(f"! the reply was cut at the token limit{limit}: raise llm.max_tokens (`stigmer config set "
                     "llm.max_tokens N`, then `stigmer local restart`) or use --model with a larger output limit",
@@ -101,6 +111,7 @@ class Renderer:
         cut = " (the answer was cut at the token limit)" if data.get("truncated") else ""
         click.secho(f"✓ completed{f' in {steps} steps' if steps else ''}, {time.monotonic() - started:.1f}s{cut}",
                     file=self.err, fg="green")
+        self._usage(data)
 
     def _failed(self, data: dict[str, Any]) -> None:
         if not self.at_line_start:
@@ -109,6 +120,15 @@ class Renderer:
             click.secho("✗ cancelled", file=self.err, fg="yellow")
         else:
             click.secho(f"✗ failed: {data.get('error', 'unknown error')}", file=self.err, fg="red")
+        self._usage(data)
+
+    def _usage(self, data: dict[str, Any]) -> None:
+        """The execution's tokens and cost (and the session's, in a session), from the terminal event."""
+        text = usage_text(data.get("usage"))
+        if text:
+            session = usage_text(data.get("session_usage"))
+            click.secho(f"usage: {text}" + (f"; session: {session}" if session else ""), file=self.err,
+                        fg="bright_black")
 
 
 def model_line(data: dict[str, Any]) -> str:
@@ -126,15 +146,25 @@ def outcome(event: dict[str, Any]) -> int | None:
     return None
 
 
-def follow(client: Client, execution_id: str, *, as_json: bool, after: int = 0) -> int:
-    """Print the execution's events until its last one; return the exit code it implies."""
-    renderer, started, last = Renderer(), time.monotonic(), after
+def follow(client: Client, execution_id: str, *, as_json: bool, after: int = 0, prompt: bool = False,
+           renderer: Renderer | None = None) -> int:
+    """Print the execution's events until its last one; return the exit code it implies.
+
+    An ``approval_requested`` is asked at the terminal when ``prompt`` (a person is there, no ``--json``);
+    otherwise it is printed with the commands that decide it, and the stream waits for a decision made elsewhere.
+    """
+    renderer, started, last = renderer or Renderer(), time.monotonic(), after
     for attempt in range(2):  # one reconnect when the stream drops before the end
         try:
             for event in client.events(execution_id, after=last):
                 last = event.get("seq", last)
                 if as_json:
                     click.echo(json.dumps(event, ensure_ascii=False, default=str))
+                    if event["type"] == "approval_requested":
+                        click.echo(how_to_decide(str(event["data"].get("approval_id"))), err=True)
+                elif prompt and event["type"] == "approval_requested":
+                    renderer.end_line()
+                    prompt_and_decide(client, event.get("data") or {}, renderer.err)
                 else:
                     renderer.show(event, started)
                 code = outcome(event)
@@ -233,12 +263,23 @@ def _workspace_dir(given: Path) -> Path:
 @click.option("--workspace", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory the agent's workspace tools work in (created if missing; not /, your home, "
                    "the stigmer home or a system directory).")
+@click.option("--session", "session", default=None, metavar="NAME",
+              help="Make this run a turn of session NAME (an id or a name; a new name creates the session). "
+                   "Later runs with the same NAME continue the conversation.")
+@click.option("--continue", "continue_", is_flag=True,
+              help="Continue the agent's most recent session (its model calls see every earlier turn).")
+@click.option("--max-tokens-total", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Stop this run cleanly (failed, naming the budget) once its input+output tokens reach N.")
 @click.option("--detach", "-d", is_flag=True, help="Start the execution, print its id and return.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines: one event per line.")
 @click.option("--no-start", is_flag=True, help="Do not start the daemon when it is down; fail instead.")
-def run(agent: str, message: str, model: str | None, workspace: Path | None, detach: bool, as_json: bool,
-        no_start: bool) -> None:
+def run(agent: str, message: str, model: str | None, workspace: Path | None, session: str | None, continue_: bool,
+        max_tokens_total: int | None, detach: bool, as_json: bool, no_start: bool) -> None:
     """Run AGENT on MESSAGE and stream the answer live (exit 0 only when it completes).
+
+    A tool call that needs a person's approval is asked inline at a terminal: [y] approve, [n] reject
+    with a reason (the model is told), [a] always allow this tool in this session. Without a terminal,
+    or with --json, the run prints the request and waits for `stigmer approval approve|reject ID`.
 
     \b
     Examples:
@@ -247,8 +288,21 @@ def run(agent: str, message: str, model: str | None, workspace: Path | None, det
       stigmer run hello "Hi" --model llama3.2        # another model for this run
       stigmer run hello "Hi" --json | tail -1         # JSON Lines; the last is completed/failed
       stigmer run hello "Hi" --detach                 # print the execution id and return
+      stigmer run hello "I am Ada" --session intro    # a conversation: created now...
+      stigmer run hello "Who am I?" --session intro   # ...continued here
+      stigmer run hello "And now?" --continue         # the agent's most recent session
+      stigmer run hello "Hi" --max-tokens-total 2000  # stop cleanly past 2,000 tokens
     """
+    if session is not None and continue_:
+        raise UserError("--session and --continue were both given",
+                        hint="pass --session NAME for that session, or --continue for the agent's most recent one")
     body: dict[str, Any] = {"agent": agent, "message": message, "model": model}
+    if session is not None:
+        body["session"] = session
+    if continue_:
+        body["continue"] = True
+    if max_tokens_total is not None:
+        body["max_tokens_total"] = max_tokens_total
     if workspace is not None:
         body["workspace"] = str(_workspace_dir(workspace))
     with _connect(not no_start) as client:
@@ -259,8 +313,11 @@ def run(agent: str, message: str, model: str | None, workspace: Path | None, det
             return
         try:
             if not as_json:  # the model follows once the runner has resolved it (``model_resolved``)
-                click.secho(f"execution {execution_id} · agent {agent}", err=True, fg="bright_black")
-            code = follow(client, execution_id, as_json=as_json)
+                turn = f" · session {execution['session_id']} turn {execution.get('turn')}" \
+                    if execution.get("session_id") else ""
+                click.secho(f"execution {execution_id} · agent {agent}{turn}", err=True, fg="bright_black")
+            interactive = not as_json and sys.stdin.isatty() and sys.stderr.isatty()
+            code = follow(client, execution_id, as_json=as_json, prompt=interactive)
         except KeyboardInterrupt:
             code = _ask_cancel_or_detach(client, execution_id)
     if code:

@@ -16,8 +16,9 @@ from typing import IO, Any
 
 import pytest
 
+from stigmer.worker._approval import args_hash
 from tests.support.daemon_api import invoke
-from tests.support.sessions_api_double import TOOL_ARGS, Double, args_hash, serve_double
+from tests.support.sessions_api_double import TOOL_ARGS, Double, serve_double
 
 EXPECTED_HASH = args_hash("write_file", TOOL_ARGS)
 

@@ -116,7 +116,8 @@ def test_a_reply_cut_at_the_token_limit_is_shown_by_run_and_carried_by_json(env:
     assert code == 0, err
     assert out.rstrip() == "The beginning of a long ans"  # the warning is on stderr: a redirected answer stays clean
     assert "! the reply was cut at the token limit: raise llm.max_tokens" in err
-    assert "(the answer was cut at the token limit)" in err.splitlines()[-1]
+    assert "(the answer was cut at the token limit)" in err.splitlines()[-2]  # the summary, before the usage line
+    assert err.splitlines()[-1].startswith("usage: ")
     code, out, _ = invoke(capsys, "run", "cut", "Write a lot", "--json")
     events = [json.loads(line) for line in out.splitlines()]
     assert [e["data"]["step"] for e in events if e["type"] == "truncated"] == [1]

@@ -82,7 +82,7 @@ def test_session_list_get_delete_json_shapes(double: Double, capsys: Any) -> Non
         assert invoke(capsys, "run", "hello", message, "--session", "kept")[0] == 0
     code, out, _ = invoke(capsys, "session", "list", "--json")
     [listed] = json.loads(out)
-    assert (listed["name"], listed["agent"], listed["turns"]) == ("kept", "hello", 2)
+    assert (listed["name"], listed["agent"], listed["turn_count"]) == ("kept", "hello", 2)
     assert listed["usage"]["input_tokens"] == 20
     code, out, _ = invoke(capsys, "session", "list")
     assert out.splitlines()[0].split() == ["ID", "NAME", "AGENT", "STATUS", "TURNS", "TOKENS", "COST", "AGE"]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +61,7 @@ def _steps(tmp: Path, name: str, usage: bool = True) -> str:
     write = {"content": "", "tool_calls": [{"name": "write_file", "args": {"path": "note.txt", "content": "hi"}}]}
     u = {"usage": {"input_tokens": 100, "output_tokens": 10, "cached_tokens": 0}} if usage else {}
     return write_script(tmp / f"{name}.json", [{"content": "First answer.", **u}, {**write, **u},
-                                              {"content": "Wrote it.", **u}])
+                                              {"content": "Wrote it.", **u}, {"content": "Still here.", **u}])
 
 
 def _start_stack(stigmer_home: Path, tmp_path: Path, name: str) -> tuple[LocalStack, str, Path]:
@@ -140,3 +142,42 @@ def test_runner_killed_while_waiting_for_approval_runs_the_call_once(stigmer_hom
     finally:
         stack.cleanup()
 
+
+
+def test_the_cli_runs_a_session_and_a_decision_made_from_another_terminal(stigmer_home: Path, tmp_path: Path) -> None:
+    """``run --session`` twice, the second waiting for ``stigmer approval approve`` (no terminal: no prompt);
+    then ``chat`` over stdin continues the same session, and ``session get``/``usage`` show what was spent."""
+    stack, script, workspace = _start_stack(stigmer_home, tmp_path, "clitalk")
+    try:
+        first = stack.run("run", "clitalk", "Hello", "--session", "work")
+        assert first.returncode == 0, first.stderr
+        assert "First answer." in first.stdout and "usage: 100 in / 10 out tokens" in first.stderr
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STIGMER_")} | stack.env
+        waiting = subprocess.Popen([sys.executable, "-m", "stigmer", "run", "clitalk", "Write", "--session", "work"],
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                   text=True)
+        try:
+            wait_until(lambda: _get(stack, "/v1/approvals?status=pending")["items"], 60, "approval requested")
+            approval = _get(stack, "/v1/approvals?status=pending")["items"][0]
+            assert waiting.poll() is None and not (workspace / "note.txt").exists()  # waiting for a person
+            decided = stack.run("approval", "approve", approval["id"])
+            assert decided.returncode == 0, decided.stderr
+            out, err = waiting.communicate(timeout=60)
+        finally:
+            if waiting.poll() is None:
+                waiting.kill()
+        assert waiting.returncode == 0, err
+        assert f"stigmer approval approve {approval['id']}" in err  # told how to decide elsewhere
+        assert "Wrote it." in out and (workspace / "note.txt").read_text() == "hi"
+        again = stack.run("approval", "approve", approval["id"])
+        assert again.returncode != 0 and "already approved" in again.stderr and "Traceback" not in again.stderr
+        listed = json.loads(stack.run("session", "list", "--json").stdout)
+        assert [(s["name"], s["turn_count"]) for s in listed] == [("work", 2)]
+        chat = stack.run("chat", "clitalk", "--session", "work", input="Are you there?\n/usage\n/exit\n")
+        assert chat.returncode == 0, chat.stderr
+        assert "Still here." in chat.stdout and "3 turn(s)" in chat.stdout  # the chat continued the session
+        usage = json.loads(stack.run("usage", "--by", "agent", "--json").stdout)
+        assert usage["total"]["input_tokens"] == 400
+        assert [c["step"] for c in _calls(script)] == [0, 1, 2, 3]
+    finally:
+        stack.cleanup()

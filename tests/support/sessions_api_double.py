@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import secrets
 import threading
@@ -33,17 +32,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from stigmer.daemon.files import DaemonLock, DaemonState, new_token, remove_run_files, write_state
+from stigmer.worker._approval import args_hash
 from tests.support.ports import free_port
 
 TERMINAL = ("completed", "failed")
 TOOL_ARGS = {"path": "notes.txt", "content": "hello"}
 TURN_USAGE = {"input_tokens": 10, "output_tokens": 5, "cached_tokens": 0, "cost_usd": 0.001, "estimated": False}
-
-
-def args_hash(tool: str | None, args: Any) -> str:
-    """The contract's hash, written out again here so the CLI's own is checked against the text, not itself."""
-    return hashlib.sha256(json.dumps({"tool": tool, "args": args}, sort_keys=True, separators=(",", ":"),
-                                     ensure_ascii=False).encode()).hexdigest()
 
 
 class Refused(Exception):
@@ -85,9 +79,9 @@ class Double:
         execution_id = secrets.token_hex(6)
         turn = None
         if session is not None:
-            session["turns"] += 1
+            session["turn_count"] += 1
             session["last_turn_at"] = time.time()
-            turn = session["turns"]
+            turn = session["turn_count"]
         record = {"id": execution_id, "agent": agent, "message": message, "status": "running",
                   "model": {"provider": "scripted", "model": "double"}, "created_at": time.time(),
                   "finished_at": None, "steps": 1, "output": None, "error": None, "workspace": None,
@@ -153,7 +147,7 @@ class Double:
         if name is not None and any(s["name"] == name for s in self.sessions.values()):
             raise Refused(409, f"a session is already called {name!r}")
         session_id = f"s-{secrets.token_hex(6)}"
-        self.sessions[session_id] = {"id": session_id, "name": name, "agent": agent, "status": "open", "turns": 0,
+        self.sessions[session_id] = {"id": session_id, "name": name, "agent": agent, "status": "open", "turn_count": 0,
                                      "model": {"provider": "scripted", "model": "double"},
                                      "created_at": time.time(), "last_turn_at": None,
                                      "usage": {"input_tokens": 0, "output_tokens": 0, "cached_tokens": 0,
@@ -273,7 +267,7 @@ def create_app(double: Double) -> FastAPI:
     @app.delete("/v1/sessions/{ref}")
     async def delete_session(ref: str) -> dict[str, Any]:
         session = double.sessions.pop(double.session_by(ref)["id"])
-        return {"deleted": {"id": session["id"], "name": session["name"], "turns": session["turns"]},
+        return {"deleted": {"id": session["id"], "name": session["name"], "turns": session["turn_count"]},
                 "workflow": "closed"}
 
     @app.get("/v1/approvals")

@@ -7,23 +7,16 @@ workflow refuses the decision instead of running something nobody saw.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from ..errors import StigmerError
+from ..worker._approval import args_hash
 
 if TYPE_CHECKING:
     from ._client import Client
-
-
-def args_hash(tool: str | None, args: Any) -> str:
-    """SHA-256 hex of the canonical JSON of ``{"tool", "args"}``: what the workflow binds a decision to."""
-    canonical = json.dumps({"tool": tool, "args": args}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def usage_text(usage: dict[str, Any] | None) -> str | None:

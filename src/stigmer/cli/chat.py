@@ -91,7 +91,7 @@ class Chat:
     def show_usage(self) -> None:
         found = self.client.get(f"/v1/sessions/{self.session['id']}")
         turns = found.get("turns")
-        count = len(turns) if isinstance(turns, list) else int(turns or 0)
+        count = int(found.get("turn_count", len(turns) if isinstance(turns, list) else turns or 0))
         click.echo(f"session {found['id']}: {count} turn(s) · {usage_text(found.get('usage')) or 'no usage yet'}")
 
     def send(self, message: str) -> None:

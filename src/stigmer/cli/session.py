@@ -37,7 +37,7 @@ def cost(usage: dict[str, Any] | None) -> str:
 
 def session_row(item: dict[str, Any]) -> list[str]:
     turns = item.get("turns")
-    count = len(turns) if isinstance(turns, list) else turns
+    count = item.get("turn_count", len(turns) if isinstance(turns, list) else turns)
     return [item["id"], item.get("name") or "-", item.get("agent", "?"), item.get("status", "?"), str(count or 0),
             tokens(item.get("usage")), cost(item.get("usage")), age(item.get("last_turn_at") or item.get("created_at"))]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +30,21 @@ def stigmer_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if name in _FOREIGN or (name.startswith("STIGMER_") and name != "STIGMER_HOME"):
             monkeypatch.delenv(name, raising=False)
     return home
+
+
+@pytest.fixture(autouse=True)
+def _fresh_http_clients() -> Iterator[None]:
+    """Forget LangChain's process-wide OpenAI HTTP clients after each test.
+
+    A runner has one event loop for its life, so the cache is right there; each async test has its own loop, and a
+    client cached by one test is bound to a loop that is closed in the next ("Event loop is closed").
+    """
+    yield
+    utils = sys.modules.get("langchain_openai.chat_models._client_utils")
+    for name in ("_cached_async_httpx_client", "_cached_sync_httpx_client"):
+        cached = getattr(utils, name, None)
+        if cached is not None and hasattr(cached, "cache_clear"):
+            cached.cache_clear()
 
 
 @pytest.fixture(scope="session")

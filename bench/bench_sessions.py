@@ -213,8 +213,9 @@ async def latency(b: Bench, rounds: int, runs: int) -> dict[str, list[list[float
 
 async def approvals(b: Bench, rounds: int, n: int) -> dict[str, list[list[float]]]:
     """Per round, ``n`` bare Update->activity starts and ``n`` approve->``tool_started`` in a warm session."""
-    import bench_sessions  # the module the worker's activity runs in (``__main__`` is another copy)
     from tests.support.agents import decide, send, until
+
+    import bench_sessions  # the module the worker's activity runs in (``__main__`` is another copy)
 
     stamps = bench_sessions.STAMPS
     out: dict[str, list[list[float]]] = {"bare": [], "stigmer": []}

@@ -1,6 +1,6 @@
 """Run every benchmark in this folder, one after the other, and print their tables.
 
-Usage: python bench/run_all.py [NAME ...]   (names like ``cli``, ``providers``, ``runner``, ``local``)
+Usage: python bench/run_all.py [NAME ...]   (names like ``cli``, ``providers``, ``runner``, ``local``, ``sessions``)
 Each benchmark measures its own baseline in the same run and prints the ratio.
 """
 

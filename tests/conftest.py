@@ -12,7 +12,8 @@ import pytest
 from tests.support.llamacpp import llamacpp_server  # noqa: F401  (session fixture for every test)
 from tests.support.temporal import TemporalServer, start_temporal
 
-pytest_plugins = ["tests.support.fake_api"]  # cfg, temporal, api, http for API tests over a stand-in Temporal
+# cfg, temporal, api, http for API tests over a stand-in Temporal; client, queue, collector for runner tests
+pytest_plugins = ["tests.support.fake_api", "tests.support.worker_fixtures"]
 
 # Variables that would leak the developer's own setup into a test.
 _FOREIGN = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OLLAMA_HOST", "OLLAMA_BASE_URL", "TEMPORAL_ADDRESS",

@@ -14,7 +14,6 @@ model call carries turn 1, and the usage (which that server does not report in a
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,22 +55,6 @@ REASON = "not in this folder"
 # in Anthropic's terms (its input_tokens leave the cached prompt out). Ollama reports no cache: its counts are
 # prompt_eval_count = input and eval_count = output.
 REPORTED = [(120, 9, 0, 0), (150, 31, 64, 0), (40, 5, 200, 16), (230, 27, 0, 48), (90, 12, 300, 0)]
-
-
-@pytest.fixture
-async def client(temporal_server: Any) -> Client:
-    return await Client.connect(temporal_server.address)
-
-
-@pytest.fixture
-def queue() -> str:
-    return f"flows-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def collector() -> Iterator[EventCollector]:
-    with EventCollector() as c:
-        yield c
 
 
 class Anthropic:

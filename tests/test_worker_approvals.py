@@ -39,22 +39,6 @@ pytestmark = pytest.mark.slow
 WRITE = {"name": "write_file", "args": {"path": "note.txt", "content": "hello"}}
 
 
-@pytest.fixture
-async def client(temporal_server: Any) -> Client:
-    return await Client.connect(temporal_server.address)
-
-
-@pytest.fixture
-def queue() -> str:
-    return f"test-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def collector() -> Any:
-    with EventCollector() as c:
-        yield c
-
-
 def run_input(script: str, ws: Path, tools: list[str] | None = None, mcp: list[dict[str, Any]] | None = None,
               max_tokens_total: int | None = None, **spec: Any) -> ExecutionInput:
     """A plain run under the default approval policy unless ``spec`` says otherwise."""

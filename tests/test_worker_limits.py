@@ -10,7 +10,6 @@ error result the model sees, nothing written; every tool result, built-in or MCP
 from __future__ import annotations
 
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,22 +25,6 @@ pytestmark = pytest.mark.slow
 OUTPUT_LIMIT = 300
 WRITE_LIMIT = 1024
 CUT = {"finish_reason": "length"}  # where ChatOpenAI (OpenAI, llama.cpp's server) puts a reply cut at max_tokens
-
-
-@pytest.fixture
-async def client(temporal_server: Any) -> Client:
-    return await Client.connect(temporal_server.address)
-
-
-@pytest.fixture
-def queue() -> str:
-    return f"limits-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def collector() -> Any:
-    with EventCollector() as c:
-        yield c
 
 
 def limits_env(temporal_server: Any, queue: str, collector: EventCollector) -> dict[str, str]:

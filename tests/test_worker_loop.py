@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +12,6 @@ from tests.support.agents import EventCollector, execution, runner_env, start, u
 from tests.support.scripted_provider import read_calls, write_script
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def client(temporal_server: Any) -> Client:
-    return await Client.connect(temporal_server.address)
-
-
-@pytest.fixture
-def queue() -> str:
-    return f"test-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def collector() -> Any:
-    with EventCollector() as c:
-        yield c
 
 
 async def test_full_loop_two_parallel_tools_a_tool_error_and_a_final_answer(

@@ -6,7 +6,6 @@ the reply a turn gets proves which earlier turns its model call saw.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +26,6 @@ from tests.support.agents import (
 from tests.support.scripted_provider import read_calls, write_script
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def client(temporal_server: Any) -> Client:
-    return await Client.connect(temporal_server.address)
-
-
-@pytest.fixture
-def queue() -> str:
-    return f"test-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def collector() -> Any:
-    with EventCollector() as c:
-        yield c
 
 
 def _refusal(exc: pytest.ExceptionInfo[WorkflowUpdateFailedError]) -> str:

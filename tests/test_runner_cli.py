@@ -16,7 +16,7 @@ from temporalio.client import Client
 from stigmer.config import DEFAULT_MODELS
 from tests.support.agents import EventCollector, execution, runner_env, running, spawn_runner, start, wait_for
 from tests.support.ports import free_port
-from tests.support.scripted_provider import write_script
+from tests.support.scripted_provider import read_calls, write_script
 
 pytestmark = pytest.mark.slow
 
@@ -113,6 +113,22 @@ async def test_upstream_task_queue_and_concurrency_variables_are_read_and_the_fl
         assert (await (await start(client, execution(script), flag_queue)).result()).output == "Polled."
     wanted = f"task_queue={flag_queue} (flag --task-queue) max_concurrent=4 (flag --max-concurrent)"
     assert wanted in flagged.read_text()
+
+
+async def test_a_runner_that_keeps_no_workflow_in_memory_still_runs_an_agent_to_the_end(
+        tmp_path: Path, temporal_server: Any) -> None:
+    """``runner.cached_workflows: 0``: every step replays the history instead of finding the workflow in memory."""
+    client = await Client.connect(temporal_server.address)
+    script = write_script(tmp_path / "s.json", [{"content": "", "tool_calls": [{"name": "list_files", "args": {}}]},
+                                                {"content": "Replayed fine."}])
+    queue = f"nocache-{uuid.uuid4().hex[:8]}"
+    env = {**runner_env(temporal_server.address, queue), "STIGMER_RUNNER_CACHED_WORKFLOWS": "0"}
+    log = tmp_path / "runner.log"
+    with running(spawn_runner(env, log)):
+        inp = execution(script, workspace=tmp_path, tools=["workspace"])
+        assert (await (await start(client, inp, queue)).result()).output == "Replayed fine."
+    assert "cached_workflows=0 (env STIGMER_RUNNER_CACHED_WORKFLOWS)" in log.read_text()
+    assert [c["step"] for c in read_calls(script)] == [0, 1]  # replays re-ran no model call
 
 
 def test_runner_logs_are_plain_text_when_not_on_a_terminal(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -47,6 +48,8 @@ from .tools.builtin import builtin_schemas
 from .tools.mcp import McpFailure, McpPool
 
 log = logging.getLogger("stigmer.worker")
+# Chat models kept built (one per distinct model spec); a runner rarely uses more, and each holds HTTP clients.
+MODELS_KEPT = 16
 
 
 @contextlib.asynccontextmanager
@@ -100,7 +103,7 @@ class Activities:
         self.cfg = cfg
         self.sink = sink
         self.mcp = McpPool(home=cfg.home, allow_env=cfg.value("mcp.allow_env"))
-        self._models: dict[str, Any] = {}
+        self._models: OrderedDict[str, Any] = OrderedDict()
         self.limits = workspace.Limits(output_chars=cfg.value("limits.tool_output_chars"),
                                        write_bytes=cfg.value("limits.write_file_bytes"))
 
@@ -138,6 +141,9 @@ class Activities:
             # In a thread: the first build imports the provider's SDK (up to ~1.5 s), which must not stall the
             # event loop, or other activities would miss their heartbeats and be retried for nothing.
             self._models[key] = await asyncio.to_thread(get_chat_model, inp.model, self.cfg)
+            while len(self._models) > MODELS_KEPT:  # the least recently used model is built again if needed
+                self._models.popitem(last=False)
+        self._models.move_to_end(key)
         return self._models[key]
 
     @activity.defn(name=CALL_MODEL)

@@ -22,6 +22,7 @@ CONNECT_PATIENCE_S = 30.0
 The daemon launches its runners alongside the Temporal dev server (their imports overlap its
 boot), and a runner deployed next to a cluster may come up first; both wait here."""
 STICKY_TIMEOUT = timedelta(seconds=2)
+WORKFLOW_TASKS = 100  # the SDK's default number of workflow tasks a runner works on at once
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
 GRACEFUL_SHUTDOWN = timedelta(seconds=2)
 """How long in-flight activities get to finish on stop; the rest are retried by another worker."""
@@ -41,6 +42,19 @@ def warm_up() -> None:
     provider_names()
 
 
+def _workflow_runner() -> Any:
+    """Temporal's sandbox, with stigmer's own modules passed through.
+
+    The sandbox re-imports every module a workflow uses, for each workflow it keeps in memory: ~360 KiB per
+    cached session, most of it fresh copies of stigmer's modules. Those modules hold no mutable state at module
+    level and the workflow code reads no clock and does no I/O (tests replay saved histories to hold it so), so
+    one shared copy is safe; the standard library stays restricted as before (~115 KiB per cached session).
+    """
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("stigmer"))
+
+
 def describe(cfg: Any) -> str:
     """One line saying what this runner uses and why: provider, model, base URL, Temporal, task queue (no key).
 
@@ -56,7 +70,8 @@ def describe(cfg: Any) -> str:
             f"base_url={cfg.llm.base_url or '-'} ({_why(items['llm.base_url'])}) temporal={cfg.temporal.address} "
             f"namespace={cfg.temporal.namespace} task_queue={cfg.value('runner.task_queue')} "
             f"({_why(items['runner.task_queue'])}) max_concurrent={cfg.value('runner.max_concurrent')} "
-            f"({_why(items['runner.max_concurrent'])})")
+            f"({_why(items['runner.max_concurrent'])}) cached_workflows={cfg.value('runner.cached_workflows')} "
+            f"({_why(items['runner.cached_workflows'])})")
 
 
 def _why(item: Any) -> str:
@@ -118,7 +133,11 @@ async def run_worker(cfg: Any, stop: asyncio.Event, *, client: Any = None, ready
     sink = make_sink(spool_dir=cfg.path("data") / SPOOL_DIR)
     activities = Activities(cfg, sink)
     max_concurrent = int(cfg.value("runner.max_concurrent"))
+    cached = int(cfg.value("runner.cached_workflows"))
     worker = Worker(client, task_queue=cfg.value("runner.task_queue"), workflows=[AgentWorkflow, SessionWorkflow],
+                    workflow_runner=_workflow_runner(), max_cached_workflows=cached,
+                    # Temporal wants room in the cache for every workflow task in progress.
+                    max_concurrent_workflow_tasks=min(WORKFLOW_TASKS, cached) if cached else WORKFLOW_TASKS,
                     activities=activities.all(), max_concurrent_activities=max_concurrent,
                     max_concurrent_local_activities=max_concurrent, graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
                     # Heartbeats carry cancellation to a running model call. The SDK throttles them to 80% of

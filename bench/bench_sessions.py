@@ -373,7 +373,8 @@ def _report(res: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"| turn latency, ms to `completed` ({args.runs} per round): one-shot run vs warm session's next turn | "
           f"{one[0]:.1f} ({one[1]:.1f}-{one[2]:.1f}) | {sess[0]:.1f} ({sess[1]:.1f}-{sess[2]:.1f}) | "
           f"{sess[0] / one[0]:.2f}x ({min(round_ratios):.2f}-{max(round_ratios):.2f}) |")
-    print(f"| runner RSS, MiB: no sessions vs {n} idle sessions (cached) | {statistics.median(mem['none']):.0f} "
+    print(f"| runner RSS, MiB: no sessions vs {n} idle sessions (the most recent cached) | "
+          f"{statistics.median(mem['none']):.0f} "
           f"({min(mem['none']):.0f}-{max(mem['none']):.0f}) | {statistics.median(mem['idle']):.0f} "
           f"({min(mem['idle']):.0f}-{max(mem['idle']):.0f}) | +{statistics.median(added):.1f} MiB "
           f"({min(added):.1f}-{max(added):.1f}) |")
@@ -390,17 +391,14 @@ def _report(res: dict[str, Any], args: argparse.Namespace) -> None:
           f"idle sessions target < 10 MiB: {'met' if extra < 10 else 'NOT met'} (+{extra:.1f} MiB); "
           f"approve-to-tool-start target < 200 ms: {'met' if p95 < 200 else 'NOT met'} (p95 {p95:.1f} ms)")
     print(f"{n} sessions started and ran their turn in {statistics.median(mem['seconds']):.1f} s (median); "
-          f"the runner's workflow cache holds {_cache_size()} workflows (temporalio Worker max_cached_workflows "
-          f"default; stigmer does not set it)")
+          f"the runner's workflow cache holds {_cache_size()} workflows (runner.cached_workflows); the rest replay")
     print(json.dumps({"machine": platform.machine(), **res}))
 
 
 def _cache_size() -> int:
-    import inspect
+    from tests.support.agents import resolve_for
 
-    from temporalio.worker import Worker
-
-    return int(inspect.signature(Worker.__init__).parameters["max_cached_workflows"].default)
+    return int(resolve_for({}).value("runner.cached_workflows"))
 
 
 def main() -> None:

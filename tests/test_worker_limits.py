@@ -18,7 +18,7 @@ from temporalio.client import Client
 
 from stigmer.worker.tools import workspace
 from tests.support.agents import REPO, EventCollector, execution, runner_env, start, wait_for, worker_in_process
-from tests.support.scripted_provider import write_script
+from tests.support.scripted_provider import read_calls, write_script
 
 pytestmark = pytest.mark.slow
 
@@ -164,3 +164,39 @@ async def test_a_limit_raised_past_64_kib_lets_every_tool_return_more(
     assert read["content"] == "r" * size
     assert shell["content"] == f"exit code 0\n{'s' * size}"
     assert echo["content"] == "m" * size
+
+
+async def test_a_conversation_too_large_for_one_model_call_fails_at_once_naming_the_cause(
+        tmp_path: Path, temporal_server: Any, client: Client, queue: str, collector: EventCollector,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11's measurement: a tool reading 64 KB per step used to hang at ~32 steps (the model call's input
+    passed Temporal's 2 MB payload limit, and the workflow task was retried for ever). Now it fails at once."""
+    import asyncio
+
+    from temporalio.client import WorkflowFailureError
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for i in range(40):
+        (ws / f"part{i}.txt").write_text(f"{i:02d}" * 32 * 1024)  # 64 KiB each, all different
+    steps = [{"content": "", "tool_calls": [{"name": "read_file", "args": {"path": f"part{i}.txt"}}]}
+             for i in range(40)]
+    script = write_script(tmp_path / "s.json", [*steps, {"content": "never reached"}])
+    inp = execution(script, workspace=ws, tools=["workspace"], max_steps=50)
+    async with worker_in_process(runner_env(temporal_server.address, queue, collector.env()), monkeypatch):
+        handle = await start(client, inp, queue)
+        with pytest.raises(WorkflowFailureError) as info:
+            await asyncio.wait_for(handle.result(), 120)
+    cause = str(info.value.cause)
+    assert "the conversation is 1.8 MB" in cause and "limits.tool_output_chars" in cause
+    failed = wait_for_event(collector, inp.execution_id, "failed")
+    assert failed["data"]["payload_bytes"] > failed["data"]["limit"] == 1_800_000
+    assert len(read_calls(script)) == 28  # 28 model calls, each under the limit; the 29th was never sent
+
+
+def wait_for_event(collector: EventCollector, execution_id: str, type_: str) -> dict[str, Any]:
+    def found() -> list[dict[str, Any]]:
+        return [e for e in collector.events if e["execution_id"] == execution_id and e["type"] == type_]
+
+    wait_for(lambda: bool(found()), 30, type_)
+    return found()[0]

@@ -58,6 +58,14 @@ _WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 _RESOLVE_TIMEOUT = timedelta(seconds=120)
 
 
+def payload_bytes(messages: list[dict[str, Any]], tools: list[ToolSchema]) -> int:
+    """About the size of a model call's input as Temporal would carry it: the messages and tool schemas as JSON."""
+    size = len(json.dumps(messages, separators=(",", ":"), default=str).encode("utf-8"))
+    for tool in tools:
+        size += len(tool.name) + len(tool.description) + len(json.dumps(tool.parameters, separators=(",", ":")))
+    return size
+
+
 class TurnStopped(Exception):
     """The turn ended without a final answer (maxSteps, a loop, a budget); the message says why and what to change."""
 
@@ -228,6 +236,7 @@ class Turn:
             if self.step >= self.ctx.max_steps:
                 raise TurnStopped(f"stopped after {self.ctx.max_steps} steps without a final answer; raise the "
                                   "agent's spec.maxSteps or make its task smaller")
+            self._check_payload(tools)
             self.step += 1
             reply: dict[str, Any] = await self._run(workflow.start_activity(
                 CALL_MODEL, ModelCallInput(self.execution_id, self.step, self.model, list(self.messages), tools,
@@ -332,6 +341,22 @@ class Turn:
                 "approval_id": approval_id, "decision": pending.decision, "reason": pending.reason,
                 "always": pending.always, "by": pending.by})
         return pending
+
+    def _check_payload(self, tools: list[ToolSchema]) -> None:
+        """Fail the turn, naming the cause, before a model call whose input Temporal would refuse.
+
+        No saved history is affected: a history that passed this size never completed the step that follows.
+        """
+        limit = self.ctx.tunables.max_payload_bytes
+        size = payload_bytes(self.messages, tools)
+        if size <= limit:
+            return
+        where = ("; this session's conversation is that large: start a new one (stigmer chat: /new)"
+                 if self.ctx.session else "")
+        raise TurnStopped(f"stopped: the conversation is {size / 1e6:.1f} MB, more than one model call may carry "
+                          f"({limit / 1e6:.1f} MB; Temporal refuses a payload over 2 MB); keep tool outputs smaller "
+                          f"(limits.tool_output_chars) or give the agent a smaller task{where}",
+                          {"payload_bytes": size, "limit": limit})
 
     async def _check_budget(self) -> None:
         """After a model call that asks for more work: stop at a reached limit, or ask a person to go on."""

@@ -85,6 +85,10 @@ class Tunables:
     """Seconds a model stream may go without a chunk (the first one included) before the attempt is abandoned
     as stalled and retried. The timer heartbeat keeps a live-but-stuck stream from ever hitting the heartbeat
     timeout, so this is what catches a provider that stops sending mid-answer."""
+    max_payload_bytes: int = 1_800_000
+    """Largest model-call input (the conversation and the tool schemas, as JSON). Temporal refuses a payload
+    over 2 MiB by default and would retry the workflow task for ever, so past this the execution fails at once
+    with a message naming the cause instead of hanging."""
 
 
 @dataclass

@@ -128,3 +128,19 @@ def test_the_runner_token_cannot_read_or_decide_approvals(api: ApiServer, http: 
         assert runner.get("/v1/approvals").status_code == 403
         assert runner.post(f"/v1/approvals/{approval_id}/approve", json={}).status_code == 403
     assert temporal.updates == []
+
+
+def test_a_forged_decision_event_neither_blocks_the_persons_decision_nor_stands_in_the_record(
+        api: ApiServer, http: httpx.Client, temporal: FakeTemporal) -> None:
+    """A runner's token can post events; a made-up ``approval_decided`` must not stop the real decision."""
+    execution_id = run(http)
+    approval_id = request_approval(api, http, execution_id)
+    forged = {"approval_id": approval_id, "decision": "approved", "by": "mallory", "reason": ""}
+    body = {"events": [{"execution_id": execution_id, "type": "approval_decided", "data": forged}]}
+    assert http.post("/v1/events", json=body, headers=api.runner_headers()).status_code == 200
+    response = http.post(f"/v1/approvals/{approval_id}/reject", json={"reason": "not that file", "by": "alice"})
+    assert response.status_code == 200, response.text  # the workflow, not the store, judges the decision
+    [update] = temporal.updates
+    assert (update["workflow_id"], update["name"]) == (f"stigmer-exec-{execution_id}", DECIDE_APPROVAL)
+    record = http.get(f"/v1/approvals/{approval_id}").json()
+    assert (record["status"], record["decided_by"], record["reason"]) == ("rejected", "alice", "not that file")

@@ -170,7 +170,8 @@ def test_the_cli_runs_a_session_and_a_decision_made_from_another_terminal(stigme
         assert f"stigmer approval approve {approval['id']}" in err  # told how to decide elsewhere
         assert "Wrote it." in out and (workspace / "note.txt").read_text() == "hi"
         again = stack.run("approval", "approve", approval["id"])
-        assert again.returncode != 0 and "already approved" in again.stderr and "Traceback" not in again.stderr
+        assert again.returncode != 0 and "the decision was refused" in again.stderr and "has ended" in again.stderr
+        assert "Traceback" not in again.stderr
         listed = json.loads(stack.run("session", "list", "--json").stdout)
         assert [(s["name"], s["turn_count"]) for s in listed] == [("work", 2)]
         chat = stack.run("chat", "clitalk", "--session", "work", input="Are you there?\n/usage\n/exit\n")

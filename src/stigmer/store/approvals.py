@@ -41,11 +41,15 @@ class ApprovalsMixin(StoreBase):
 
     def decide_approval(self, approval_id: str, *, status: str, reason: str | None, always: bool, by: str,
                         at: float | None = None) -> dict[str, Any] | None:
-        """Record a decision the workflow accepted (a still pending approval only); return the approval."""
+        """Record a decision the workflow accepted; return the approval.
+
+        It overwrites whatever the store held: the workflow accepts a decision only for a call still waiting, so a
+        different status here came from an event that raced it or was forged, and this one is the confirmed record.
+        """
         assert status in APPROVAL_STATUSES and status != "pending", status
         with self._tx() as conn:
             conn.execute("UPDATE approvals SET status = ?, reason = ?, always = ?, decided_by = ?, decided_at = ? "
-                         "WHERE id = ? AND status = 'pending'",
+                         "WHERE id = ?",
                          (status, storable(reason), int(always), storable(by), at or time.time(), approval_id))
         return self.get_approval(approval_id)
 

@@ -122,3 +122,41 @@ def test_execution_get_shows_the_usage(double: Double, capsys: Any) -> None:
     code, out, _ = invoke(capsys, "execution", "get", out.strip())
     assert code == 0
     assert "Usage:     10 in / 5 out tokens · $0.0010" in out.splitlines()
+
+
+def test_ctrl_c_in_chat_interrupts_the_turn_and_the_session_goes_on(double: Double) -> None:
+    """A real pseudo-terminal (prompt-toolkit's own input): Ctrl-C while a turn thinks cancels that turn only."""
+    import fcntl
+    import os
+    import pty
+    import subprocess
+    import sys
+    import termios
+
+    from tests.test_cli_approvals import read_terminal
+
+    primary, secondary = pty.openpty()
+    def controlling_terminal() -> None:  # as a login shell's child: the pty's Ctrl-C becomes SIGINT for it
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    chat = subprocess.Popen([sys.executable, "-m", "stigmer", "chat", "sleeper", "--session", "long"], stdin=secondary,
+                            stdout=secondary, stderr=secondary, env={**os.environ, "NO_COLOR": "1"},
+                            preexec_fn=controlling_terminal)
+    os.close(secondary)
+    try:
+        seen = read_terminal(primary, b"sleeper>")
+        os.write(primary, b"think hard\r")
+        seen = read_terminal(primary, b"Thinking", seen)
+        os.write(primary, b"\x03")  # Ctrl-C, as the terminal sends it
+        seen = read_terminal(primary, b"the session goes on", seen)
+        os.write(primary, b"/exit\r")
+        assert chat.wait(timeout=30) == 0, seen
+    finally:
+        chat.kill()
+        os.close(primary)
+    session = double.session_by("long")
+    [turn] = [e for e in double.executions.values() if e["session_id"] == session["id"]]
+    assert len(sent(double, "POST", f"/v1/executions/{turn['id']}/cancel")) == 1
+    assert turn["status"] == "failed" and session["status"] == "open"
+    assert sent(double, "DELETE", f"/v1/sessions/{session['id']}") == []

@@ -99,6 +99,8 @@ class Double:
                                            "step": 1, "status": "pending", "reason": None, "always": False,
                                            "decided_by": None, "requested_at": time.time(), "decided_at": None}
             self.publish(execution_id, "approval_requested", data)
+        elif agent == "sleeper":  # a turn that thinks until it is cancelled
+            self.publish(execution_id, "token", {"step": 1, "text": "Thinking"})
         else:
             self._answer(execution_id, f"Hello, turn {turn or 1}.")
         return record

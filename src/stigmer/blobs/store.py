@@ -1,0 +1,118 @@
+"""The blob store interface and its local implementation (files, atomic writes, 0600).
+
+A blob is addressed by ``(namespace, key)``: the namespace is the workflow id that owns it, the key the
+SHA-256 of its bytes, so writing the same bytes twice is one file and a retried activity or codec call
+never leaves a second copy. Reads check nothing but presence: the key is verified on write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class BlobMissing(LookupError):
+    """A referenced blob is not in the store (deleted with its execution, or another store configured)."""
+
+
+def blob_key(data: bytes) -> str:
+    """The key a blob is stored under: the SHA-256 of its bytes, in hex."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def safe_namespace(namespace: str) -> str:
+    """A namespace as one path segment: characters outside ``[A-Za-z0-9._-]`` become ``_`` (ids already are)."""
+    cleaned = _UNSAFE.sub("_", namespace or "_") or "_"
+    return "_" + cleaned if cleaned.startswith(".") else cleaned
+
+
+class BlobStore(ABC):
+    """Where blobs live. ``put`` is idempotent; ``delete_namespace`` removes what one workflow wrote."""
+
+    url: str
+
+    @abstractmethod
+    async def put(self, namespace: str, data: bytes) -> str:
+        """Store ``data`` under ``namespace``; returns its key."""
+
+    @abstractmethod
+    async def get(self, namespace: str, key: str) -> bytes:
+        """The bytes stored under ``(namespace, key)``; :class:`BlobMissing` when there are none."""
+
+    @abstractmethod
+    async def delete_namespace(self, namespace: str) -> int:
+        """Delete every blob of ``namespace``; returns how many went."""
+
+    async def aclose(self) -> None:  # noqa: B027 - most stores hold nothing to close
+        """Release what the store holds (connections)."""
+
+
+class LocalBlobStore(BlobStore):
+    """Files under ``root``: ``root/<namespace>/<key[:2]>/<key>``, written atomically (temp file + rename), 0600."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.url = self.root.as_uri()
+
+    def _path(self, namespace: str, key: str) -> Path:
+        if not re.fullmatch(r"[0-9a-f]{64}", key):
+            raise BlobMissing(f"not a blob key: {key[:80]!r}")
+        return self.root / safe_namespace(namespace) / key[:2] / key
+
+    def put_sync(self, namespace: str, data: bytes) -> str:
+        key = blob_key(data)
+        path = self._path(namespace, key)
+        if path.exists():
+            return key
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(prefix=".blob.", suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return key
+
+    def get_sync(self, namespace: str, key: str) -> bytes:
+        try:
+            return self._path(namespace, key).read_bytes()
+        except FileNotFoundError:
+            raise BlobMissing(f"blob {key[:12]}… of {namespace} is not in {self.url}") from None
+
+    async def put(self, namespace: str, data: bytes) -> str:
+        if len(data) > 1 << 20:  # a large write goes to a thread, so the event loop keeps serving heartbeats
+            return await asyncio.to_thread(self.put_sync, namespace, data)
+        return self.put_sync(namespace, data)
+
+    async def get(self, namespace: str, key: str) -> bytes:
+        return self.get_sync(namespace, key)
+
+    async def delete_namespace(self, namespace: str) -> int:
+        folder = self.root / safe_namespace(namespace)
+        if not folder.is_dir():
+            return 0
+        count = sum(1 for p in folder.rglob("*") if p.is_file())
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+        return count
+
+
+def open_store(url: str | None, home: Path) -> BlobStore:
+    """The store ``url`` names: empty or ``file://PATH`` for local files (default ``home/blobs``)."""
+    if not url:
+        return LocalBlobStore(Path(home) / "blobs")
+    if url.startswith("file://"):
+        return LocalBlobStore(Path(url[len("file://"):]).expanduser())
+    raise ValueError(f"blobs.url: unsupported store {url.split(':', 1)[0]!r} (use file://PATH)")

@@ -1,0 +1,110 @@
+"""Executions in flight survive an upgrade: every saved history in tests/data/histories/ replays on today's code.
+
+The saved histories were recorded by earlier versions of the workflows (their names say which: ``pre-refs-``
+before conversations went by reference); the tests here also record today's plain run (tool calls and an
+approval) and session (two turns), replay them, and with ``SAVE_HISTORIES=1`` save them under today's tag.
+A workflow change that breaks determinism for executions already running fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowHistory
+from temporalio.worker import Replayer
+
+from stigmer.worker.session import SessionWorkflow
+from stigmer.worker.workflows import AgentWorkflow
+from tests.support.agents import (
+    EventCollector,
+    agent,
+    decide,
+    event_of,
+    execution,
+    last_event,
+    runner_env,
+    send,
+    session_input,
+    start,
+    start_session,
+    worker_in_process,
+)
+from tests.support.scripted_provider import write_script
+
+pytestmark = pytest.mark.slow
+
+HISTORIES = Path(__file__).parent / "data" / "histories"
+TAG = "pre-refs"  # the tag today's recordings are saved under (SAVE_HISTORIES=1)
+SAVED = sorted(HISTORIES.glob("*.json"))
+
+
+def _replayer() -> Replayer:
+    return Replayer(workflows=[AgentWorkflow, SessionWorkflow])
+
+
+@pytest.mark.parametrize("path", SAVED, ids=[p.stem for p in SAVED])
+async def test_a_saved_history_replays_on_todays_code(path: Path) -> None:
+    text = path.read_text()
+    workflow_id = json.loads(text)["events"][0]["workflowExecutionStartedEventAttributes"].get("workflowId") or path.stem
+    await _replayer().replay_workflow(WorkflowHistory.from_json(workflow_id, text))
+
+
+def test_the_saved_histories_cover_plain_runs_and_sessions_of_each_version() -> None:
+    names = {p.stem for p in SAVED}
+    assert {"pre-refs-plain-run", "pre-refs-session"} <= names, names
+
+
+async def _keep(client: Client, workflow_id: str, name: str) -> None:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    await _replayer().replay_workflow(history)
+    if os.environ.get("SAVE_HISTORIES"):
+        (HISTORIES / f"{TAG}-{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1))
+
+
+async def test_todays_plain_run_with_tools_and_an_approval_replays(
+        tmp_path: Path, temporal_server: Any, client: Client, queue: str, collector: EventCollector,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "a.txt").write_text("alpha " * 2000)
+    script = write_script(tmp_path / "s.json", [
+        {"content": "", "tool_calls": [{"name": "read_file", "args": {"path": "a.txt"}}]},
+        {"content": "", "tool_calls": [{"name": "write_file", "args": {"path": "b.txt", "content": "beta"}}]},
+        {"content": "Both done."},
+    ])
+    inp = execution(script, workspace=ws, tools=["workspace"])
+    inp.agent = agent(["workspace"], approvals={"mode": "ask"})
+    async with worker_in_process(runner_env(temporal_server.address, queue, collector.env()), monkeypatch):
+        handle = await start(client, inp, queue)
+        asked = await event_of(collector, inp.execution_id, "approval_requested")
+        await decide(handle, asked["data"])
+        assert (await handle.result()).status == "completed"
+        await _keep(client, handle.id, "plain-run")
+    assert (ws / "b.txt").read_text() == "beta"
+
+
+async def test_todays_session_of_two_turns_replays(
+        tmp_path: Path, temporal_server: Any, client: Client, queue: str, collector: EventCollector,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "a.txt").write_text("gamma " * 2000)
+    script = write_script(tmp_path / "s.json", [
+        {"content": "", "tool_calls": [{"name": "read_file", "args": {"path": "a.txt"}}]},
+        {"content": "Read it."},
+        {"content": "Still here."},
+    ])
+    inp = session_input(script, workspace=ws, tools=["workspace"])
+    async with worker_in_process(runner_env(temporal_server.address, queue, collector.env()), monkeypatch):
+        handle = await start_session(client, inp, queue)
+        first, _ = await send(handle, "read a.txt")
+        assert (await last_event(collector, first))["type"] == "completed"
+        second, _ = await send(handle, "and now?")
+        assert (await last_event(collector, second))["data"]["output"] == "Still here."
+        await handle.signal("close")
+        await handle.result()
+        await _keep(client, handle.id, "session")

@@ -49,8 +49,7 @@ def _replayer() -> Replayer:
 @pytest.mark.parametrize("path", SAVED, ids=[p.stem for p in SAVED])
 async def test_a_saved_history_replays_on_todays_code(path: Path) -> None:
     text = path.read_text()
-    workflow_id = json.loads(text)["events"][0]["workflowExecutionStartedEventAttributes"].get("workflowId") or path.stem
-    await _replayer().replay_workflow(WorkflowHistory.from_json(workflow_id, text))
+    await _replayer().replay_workflow(WorkflowHistory.from_json(path.stem, text))
 
 
 def test_the_saved_histories_cover_plain_runs_and_sessions_of_each_version() -> None:

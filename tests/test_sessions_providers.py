@@ -35,6 +35,7 @@ from tests.support.agents import (
     resolve_for,
     runner_env,
     send,
+    sent_to_model,
     session_input,
     start_session,
     worker_in_process,
@@ -273,14 +274,16 @@ async def test_a_session_on_the_embedded_llamacpp_server_carries_turn_one_and_es
            "STIGMER_LLM_MAX_TOKENS": "12"}
     inp = session_input("unused", workspace=tmp_path)
     inp.model = resolve_model(resolve_for(env))
-    async with worker_in_process(runner_env(temporal_server.address, queue, env), monkeypatch):
+    async with worker_in_process(runner_env(temporal_server.address, queue, env), monkeypatch) as cfg:
         handle = await start_session(client, inp, queue)
         one, _ = await send(handle, "My name is Ada.")
         end1 = await last_event(collector, one)
         two, _ = await send(handle, "What is my name?")
         end2 = await last_event(collector, two)
         state = await handle.query(STATE)
-        calls = _model_calls(await handle.fetch_history())
+        # What each call was sent: its input holds a transcript reference and the messages after it.
+        calls = [{"messages": await sent_to_model(cfg.home, handle.id, call)}
+                 for call in _model_calls(await handle.fetch_history())]
 
     assert [(e["type"], e["data"]["turn"]) for e in (end1, end2)] == [("completed", 1), ("completed", 2)]
     answer1 = end1["data"]["output"]

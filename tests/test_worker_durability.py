@@ -20,6 +20,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Replayer
 
+from stigmer.worker.session import SessionWorkflow
 from stigmer.worker.workflows import AgentWorkflow
 from tests.support.agents import execution, runner_env, running, spawn_runner, start, wait_for
 from tests.support.scripted_provider import read_calls, write_script
@@ -41,7 +42,7 @@ def _kill(proc: Any) -> None:
 
 async def _replay(client: Client, workflow_id: str, save_as: str | None = None) -> None:
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    await Replayer(workflows=[AgentWorkflow]).replay_workflow(history)
+    await Replayer(workflows=[AgentWorkflow, SessionWorkflow]).replay_workflow(history)
     if save_as and os.environ.get("SAVE_HISTORIES"):
         HISTORIES.mkdir(parents=True, exist_ok=True)
         (HISTORIES / save_as).write_text(json.dumps(json.loads(history.to_json()), indent=1))
@@ -131,4 +132,4 @@ async def test_saved_histories_replay_without_nondeterminism(path: Path) -> None
     from temporalio.client import WorkflowHistory
 
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    await Replayer(workflows=[AgentWorkflow]).replay_workflow(history)
+    await Replayer(workflows=[AgentWorkflow, SessionWorkflow]).replay_workflow(history)

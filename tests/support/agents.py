@@ -223,3 +223,13 @@ async def event_of(collector: EventCollector, execution_id: str, type_: str, n: 
 
     await until(lambda: len(found()) >= n, timeout, f"{type_} #{n} of {execution_id}")
     return found()[n - 1]
+
+
+async def sent_to_model(home: Path, workflow_id: str, call: dict[str, Any]) -> list[dict[str, Any]]:
+    """The messages a model call was sent, from its recorded input (a transcript reference plus what came after)."""
+    from stigmer.blobs import LocalBlobStore
+    from stigmer.worker._transcript import Transcripts
+
+    transcripts = Transcripts(LocalBlobStore(Path(home) / "blobs"))
+    earlier, _, _ = await transcripts.read(workflow_id, call.get("conversation"))
+    return await transcripts.contents(workflow_id, earlier + list(call["messages"]))

@@ -17,8 +17,9 @@ run_shell calls ran unasked) replay unchanged.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -31,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from ..providers import usage as usage_
     from ..providers.spec import ModelSpec
     from . import _approval, _budget
+    from ._conversation import Conversation
     from .params import (
         CALL_MODEL,
         CALL_TOOL,
@@ -64,6 +66,10 @@ def payload_bytes(messages: list[dict[str, Any]], tools: list[ToolSchema]) -> in
     for tool in tools:
         size += len(tool.name) + len(tool.description) + len(json.dumps(tool.parameters, separators=(",", ":")))
     return size
+
+
+class ContinueAsNew(Exception):
+    """Raised by a plain run's turn between steps when its run should continue as new (the workflow does it)."""
 
 
 class TurnStopped(Exception):
@@ -110,6 +116,7 @@ class TurnContext:
     max_tokens_total: int | None = None
     gate_approvals: bool = False
     session: dict[str, Any] | None = None
+    can_continue: bool = False
 
 
 @dataclass
@@ -142,12 +149,12 @@ class _Pending:
 
 
 class Turn:
-    """One execution: see the module docstring. ``messages`` and ``always_allow`` are the caller's, changed in place."""
+    """One execution: see the module docstring. ``conv`` and ``always_allow`` are the caller's, changed in place."""
 
-    def __init__(self, ctx: TurnContext, messages: list[dict[str, Any]], always_allow: set[str]) -> None:
+    def __init__(self, ctx: TurnContext, conv: Conversation, always_allow: set[str]) -> None:
         self.ctx = ctx
         self.execution_id = ctx.execution_id
-        self.messages = messages
+        self.conv = conv
         self.always_allow = always_allow
         self.status = "running"
         self.step = 0
@@ -158,10 +165,28 @@ class Turn:
         self.cancel_requested = False
         self._inflight: list[asyncio.Future[Any]] = []
         self._truncated = False
+        self._seen: dict[str, int] = {}
+        self._resumed = False
+        self._run_steps = 0
         self._policy = _approval.policy_of(ctx.agent)
         self._timeout, self._timeout_text = _approval.approval_timeout(ctx.agent)
         self._budget = _budget.budget_of(ctx.agent, ctx.max_tokens_total)
         self._approvals_on: bool | None = None if ctx.gate_approvals else True
+
+    # ----- a run continued as new -----
+
+    def carry(self) -> dict[str, Any]:
+        """What the next run of this execution goes on with (``ExecutionInput.carry``)."""
+        return {"conversation": self.conv.carry(), "step": self.step, "usage": self.usage, "seen": self._seen,
+                "budget": asdict(self._budget), "approvals_on": self._approvals_on}
+
+    def resume(self, carry: dict[str, Any]) -> None:
+        self.step = int(carry.get("step", 0))
+        self.usage = dict(carry.get("usage") or usage_.empty())
+        self._seen = dict(carry.get("seen") or {})
+        self._budget = _budget.Budget(**carry["budget"]) if carry.get("budget") else self._budget
+        self._approvals_on = carry.get("approvals_on", self._approvals_on)
+        self._resumed = True
 
     # ----- what handlers and queries see -----
 
@@ -230,31 +255,38 @@ class Turn:
         # Built-in tools are static data; only MCP servers need an activity to be asked for theirs.
         tools = await self._list_tools(toolset) if toolset.mcp_servers else builtin_schemas(toolset.toolsets)
         by_name = {tool.name: tool for tool in tools}
-        self.messages.append({"role": "user", "content": message})
-        seen: dict[str, int] = {}
+        if not self._resumed:
+            self.conv.add({"role": "user", "content": message})
+        conv = self.conv
         while not self.cancel_requested:
             if self.step >= self.ctx.max_steps:
                 raise TurnStopped(f"stopped after {self.ctx.max_steps} steps without a final answer; raise the "
                                   "agent's spec.maxSteps or make its task smaller")
+            if self.ctx.can_continue and conv.by_ref and self._run_steps > 0 and (
+                    self._run_steps >= t.can_after_steps or workflow.info().is_continue_as_new_suggested()):
+                raise ContinueAsNew()
             self._check_payload(tools)
             self.step += 1
+            self._run_steps += 1
             reply: dict[str, Any] = await self._run(workflow.start_activity(
-                CALL_MODEL, ModelCallInput(self.execution_id, self.step, self.model, list(self.messages), tools,
-                                           t.model_stall),
+                CALL_MODEL, ModelCallInput(self.execution_id, self.step, self.model, list(conv.tail), tools,
+                                           t.model_stall, conversation=conv.ref, by_ref=conv.by_ref,
+                                           context_tokens=t.context_tokens),
                 result_type=dict, start_to_close_timeout=timedelta(seconds=t.model_timeout),
                 heartbeat_timeout=timedelta(seconds=t.model_heartbeat),
                 retry_policy=retry(t, t.model_max_attempts), cancellation_type=_WAIT))
             self.usage = usage_.add(self.usage, reply.pop("usage", None) or {})
-            self.messages.append(reply)
+            conv.committed(reply.pop("conversation", None))
+            conv.add(reply)
             calls = reply.get("tool_calls") or []
             if not calls:
                 self._truncated = bool(reply.get("truncated"))
                 return str(reply.get("content") or "")
-            self._check_loop(calls, seen, t.loop_repeats)
+            self._check_loop(calls, self._seen, t.loop_repeats, hashed=conv.by_ref)
             await self._check_budget()
             results = await self._run_tools(calls, by_name, toolset)
-            self.messages.extend({"role": "tool", "tool_call_id": r.call_id, "name": r.name, "content": r.content,
-                                  "is_error": r.is_error} for r in results)
+            for r in results:
+                conv.add(_tool_message(r))
         raise asyncio.CancelledError()
 
     async def _resolve(self, choice: ModelChoice) -> ModelSpec:
@@ -303,7 +335,7 @@ class Turn:
                 return ToolResult(str(call.get("id", "")), name, _approval.refusal(str(pending.decision),
                                                                                    pending.reason), is_error=True)
         result: ToolResult = await workflow.start_activity(
-            CALL_TOOL, ToolCallInput(self.execution_id, step, call, tool, toolset),
+            CALL_TOOL, ToolCallInput(self.execution_id, step, call, tool, toolset, by_ref=self.conv.by_ref),
             result_type=ToolResult, start_to_close_timeout=timedelta(seconds=t.tool_timeout),
             heartbeat_timeout=timedelta(seconds=t.tool_heartbeat), retry_policy=retry(t, t.tool_max_attempts),
             cancellation_type=_WAIT)
@@ -348,7 +380,7 @@ class Turn:
         No saved history is affected: a history that passed this size never completed the step that follows.
         """
         limit = self.ctx.tunables.max_payload_bytes
-        size = payload_bytes(self.messages, tools)
+        size = payload_bytes(self.conv.tail, tools)
         if size <= limit:
             return
         where = ("; this session's conversation is that large: start a new one (stigmer chat: /new)"
@@ -379,9 +411,11 @@ class Turn:
             self._inflight = []
 
     @staticmethod
-    def _check_loop(calls: list[dict[str, Any]], seen: dict[str, int], repeats: int) -> None:
+    def _check_loop(calls: list[dict[str, Any]], seen: dict[str, int], repeats: int, hashed: bool = False) -> None:
         for call in calls:
             key = json.dumps([call.get("name"), call.get("args")], sort_keys=True)
+            if hashed:  # carried over a continue-as-new: a digest, not the arguments (a file's content can be large)
+                key = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
             seen[key] = seen.get(key, 0) + 1
             if seen[key] >= repeats:
                 raise TurnStopped(f"stopped: the model called {call.get('name')!r} with the same arguments "
@@ -424,13 +458,22 @@ class Turn:
 
     def _answer_dangling_calls(self) -> None:
         """A session's next turn sends the conversation again: every tool call in it needs a result."""
-        answered = {m.get("tool_call_id") for m in self.messages if m.get("role") == "tool"}
-        last = next((m for m in reversed(self.messages) if m.get("role") == "assistant"), None)
+        step = self.conv.last_assistant_and_after()
+        answered = {m.get("tool_call_id") for m in step if m.get("role") == "tool"}
+        last = step[0] if step else None
         for call in (last or {}).get("tool_calls") or []:
             if call.get("id") not in answered:
-                self.messages.append({"role": "tool", "tool_call_id": call.get("id"), "name": call.get("name"),
+                self.conv.add({"role": "tool", "tool_call_id": call.get("id"), "name": call.get("name"),
                                       "content": f"this call was not run: the turn ended ({self.status})",
                                       "is_error": True})
+
+
+def _tool_message(r: ToolResult) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "tool", "tool_call_id": r.call_id, "name": r.name, "content": r.content,
+                               "is_error": r.is_error}
+    if r.content_ref:  # the whole output is in the blob store; content is a preview
+        message.update(content_ref=r.content_ref, chars=r.chars)
+    return message
 
 
 class ApprovalHandlers:

@@ -24,9 +24,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from .._aio import cancel_and_wait
+from ..blobs import BlobMissing, open_store
 from ..errors import StigmerError, UserError
+from ..providers import usage as usage_
 from ..providers.usage import measure
 from ._messages import chunk_text, from_langchain, prompt_chars, reply_chars, to_langchain, tool_specs
+from ._transcript import INLINE_CHARS, Transcripts, preview
 from .events import EventBuffer, EventSink, event
 from .params import (
     CALL_MODEL,
@@ -106,6 +109,8 @@ class Activities:
         self._models: OrderedDict[str, Any] = OrderedDict()
         self.limits = workspace.Limits(output_chars=cfg.value("limits.tool_output_chars"),
                                        write_bytes=cfg.value("limits.write_file_bytes"))
+        self.transcripts = Transcripts(open_store(cfg.value("blobs.url") if "blobs.url" in cfg.items else None,
+                                                  cfg.home))
 
     def all(self) -> list[Any]:
         return [self.resolve_model, self.list_tools, self.call_model, self.call_tool, self.publish]
@@ -159,26 +164,45 @@ class Activities:
         events.emit("step_started", {"step": inp.step, "attempt": attempt, "model": inp.model.id})
         try:
             started = time.monotonic()
-            merged, reply = await self._stream(inp, events)
+            messages, conversation, extra = (await self._prompt(inp, events)) if inp.by_ref else (inp.messages,
+                                                                                                  None, None)
+            merged, reply = await self._stream(inp, messages, events)
             reply["usage"] = measure(merged, inp.model, self.cfg, duration_s=time.monotonic() - started,
-                                     prompt_chars=prompt_chars(inp.messages), reply_chars=reply_chars(reply))
+                                     prompt_chars=prompt_chars(messages), reply_chars=reply_chars(reply))
+            if extra is not None:  # a summary was written for this call: its tokens count too
+                reply["usage"] = usage_.add(reply["usage"], extra)
             events.emit("message", {"step": inp.step, **reply})
             if reply.get("truncated"):
                 events.emit("truncated", {"step": inp.step, "max_tokens": _max_tokens(inp)})
+            if conversation is not None:
+                reply["conversation"] = conversation
             return reply
         except Exception as exc:
             raise self._model_failure(exc, inp) from None
         finally:  # even when cancelled: this attempt's events go out before the workflow's last one
             await asyncio.shield(events.aclose())
 
-    async def _stream(self, inp: ModelCallInput, events: EventBuffer) -> tuple[Any, dict[str, Any]]:
+    async def _prompt(self, inp: ModelCallInput,
+                      events: EventBuffer) -> tuple[list[dict[str, Any]], str, dict[str, Any] | None]:
+        """What the model is sent, the transcript reference to return, and a summary's usage (see ``_context``)."""
+        from ._prompt import build_prompt
+
+        try:
+            return await build_prompt(self, inp, events)
+        except BlobMissing as exc:
+            raise ApplicationError(f"{exc}: this execution's conversation is gone (its blobs were deleted, or the "
+                                   "runners do not share blobs.url); start it again", type="BlobMissing",
+                                   non_retryable=True) from None
+
+    async def _stream(self, inp: ModelCallInput, messages: list[dict[str, Any]],
+                      events: EventBuffer) -> tuple[Any, dict[str, Any]]:
         """The merged reply as the provider sent it (its ``usage_metadata`` is read from it) and as a plain dict."""
         model = await self._chat_model(inp)
         if inp.tools:
             model = model.bind_tools(tool_specs(inp.tools))
         merged: Any = None
         async with _heartbeating(_beat_interval()):
-            stream = model.astream(to_langchain(inp.messages)).__aiter__()
+            stream = model.astream(to_langchain(messages)).__aiter__()
             while True:
                 try:
                     async with asyncio.timeout(inp.stall_timeout):
@@ -231,6 +255,10 @@ class Activities:
                                           "result": workspace.truncate(content, 2000)})
         finally:
             await asyncio.shield(events.aclose())
+        if inp.by_ref and len(content) > INLINE_CHARS:  # history keeps a preview; the model call reads the rest
+            key = await self.transcripts.store_output((activity.info().workflow_id or "_shared"), content)
+            return ToolResult(call_id=call_id, name=name, content=preview(content, key), is_error=is_error,
+                              content_ref=key, chars=len(content))
         return ToolResult(call_id=call_id, name=name, content=content, is_error=is_error)
 
     async def _dispatch(self, inp: ToolCallInput, name: str, args: Any) -> tuple[str, bool]:

@@ -89,6 +89,13 @@ class Tunables:
     """Largest model-call input (the conversation and the tool schemas, as JSON). Temporal refuses a payload
     over 2 MiB by default and would retry the workflow task for ever, so past this the execution fails at once
     with a message naming the cause instead of hanging."""
+    context_tokens: int = 0
+    """The model's context window in tokens (0: what the provider layer knows of the model, else 128,000). When a
+    conversation outgrows it, the oldest tool outputs are dropped first, then the oldest turns are summarised by
+    the same model (``context_trimmed`` / ``context_summarised`` events); see docs/LONG_RUNS.md."""
+    can_after_steps: int = 250
+    """A plain run continues as new after this many model calls in one run (sooner when Temporal suggests it),
+    carrying its conversation by reference: its history stays small whatever the number of steps."""
 
 
 @dataclass
@@ -129,6 +136,9 @@ class ExecutionInput:
     model_name: str | None = None
     model_source: str = "runner"
     max_tokens_total: int | None = None
+    carry: dict[str, Any] | None = None
+    """Set by a continue-as-new only: the running execution's state (conversation reference, step, usage,
+    loop counts, tools always allowed); the new run goes on from there, with no new ``model_resolved``."""
 
 
 @dataclass
@@ -175,6 +185,8 @@ class SessionInput:
     queued: list[TurnRequest] = field(default_factory=list)
     recent: dict[str, dict[str, Any]] = field(default_factory=dict)
     can_after_turns: int = CAN_AFTER_TURNS
+    conversation: dict[str, Any] | None = None
+    """The conversation carried by reference (``_conversation.Conversation.carry``); ``messages`` is then empty."""
 
 
 @dataclass
@@ -264,6 +276,12 @@ class ModelCallInput:
     messages: list[dict[str, Any]]
     tools: list[ToolSchema]
     stall_timeout: float = 120.0
+    conversation: str | None = None
+    """The transcript stored by the previous call (``messages`` come after it); None: ``messages`` are all."""
+    by_ref: bool = False
+    """Store the transcript and return its reference as the reply's ``conversation`` (``stigmer-refs-1``)."""
+    context_tokens: int = 0
+    """``Tunables.context_tokens``."""
 
 
 @dataclass
@@ -273,6 +291,8 @@ class ToolCallInput:
     call: dict[str, Any]
     tool: ToolSchema | None
     toolset: ToolsetInput
+    by_ref: bool = False
+    """Store an output over ``INLINE_CHARS`` in the blob store and return a reference with a preview."""
 
 
 @dataclass
@@ -283,6 +303,10 @@ class ToolResult:
     name: str
     content: str
     is_error: bool = False
+    content_ref: str = ""
+    """Where the whole output is (a blob key in the execution's namespace); ``content`` is then a preview."""
+    chars: int = 0
+    """Characters of the whole output when ``content_ref`` is set."""
 
 
 @dataclass

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from ..providers import usage as usage_
     from ..providers.spec import ModelSpec
     from ._approval import execution_of
+    from ._conversation import REFS_PATCH, Conversation
     from .params import (
         CANCEL_TURN,
         CLOSE,
@@ -56,8 +57,12 @@ class SessionWorkflow(ApprovalHandlers):
     @workflow.init
     def __init__(self, inp: SessionInput) -> None:
         self._inp = inp
-        self._messages: list[dict[str, Any]] = list(inp.messages) or [
-            {"role": "system", "content": str(inp.agent.get("instructions", ""))}]
+        if inp.conversation is not None:
+            self._conv = Conversation.carried(inp.conversation)
+        elif inp.messages:  # carried over by a run from before conversations went by reference
+            self._conv = Conversation.of_messages(list(inp.messages), by_ref=False)
+        else:
+            self._conv = Conversation.start(str(inp.agent.get("instructions", "")), by_ref=False)
         self._usage: dict[str, Any] = dict(inp.usage or usage_.empty())
         self._turns = inp.turns
         self._run_turns = 0
@@ -118,7 +123,7 @@ class SessionWorkflow(ApprovalHandlers):
         return {"status": status, "turns": self._turns, "current": turn.execution_id if turn else None,
                 "queued": [r.execution_id for r in self._queue],
                 "pending_approvals": turn.pending_approvals() if turn else [], "usage": self._usage,
-                "model": self._model.to_dict() if self._model else None, "messages": len(self._messages)}
+                "model": self._model.to_dict() if self._model else None, "messages": self._conv.count}
 
     @workflow.query(name=TURN)
     def turn(self, execution_id: str) -> dict[str, Any]:
@@ -152,6 +157,8 @@ class SessionWorkflow(ApprovalHandlers):
 
     @workflow.run
     async def run(self, inp: SessionInput) -> SessionResult:
+        # Decided once per run, before anything else: histories from before references replay as they ran.
+        self._conv.by_ref = workflow.patched(REFS_PATCH)
         try:
             while True:
                 await workflow.wait_condition(lambda: bool(self._queue) or self._closing)
@@ -184,7 +191,7 @@ class SessionWorkflow(ApprovalHandlers):
             choice = ModelChoice(None, inp.model_name, inp.model_source)
         else:
             choice = ModelChoice(self._model)
-        turn = self._turn = Turn(ctx, self._messages, self._always_allow)
+        turn = self._turn = Turn(ctx, self._conv, self._always_allow)
         try:
             out = await turn.run(req.message, choice)
         finally:
@@ -218,6 +225,6 @@ class SessionWorkflow(ApprovalHandlers):
         inp = self._inp
         return SessionInput(session_id=inp.session_id, agent_name=inp.agent_name, agent=inp.agent,
                             workspace=inp.workspace, max_steps=inp.max_steps, tunables=inp.tunables, model=self._model,
-                            model_name=inp.model_name, model_source=inp.model_source, messages=self._messages,
+                            model_name=inp.model_name, model_source=inp.model_source, conversation=self._conv.carry(),
                             usage=self._usage, turns=self._turns, always_allow=sorted(self._always_allow),
                             queued=list(self._queue), recent=self._recent, can_after_turns=inp.can_after_turns)

@@ -16,17 +16,19 @@ or a Temporal cancel request). Approvals are decided with the ``decide_approval`
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from ._turn import ApprovalHandlers, ModelChoice, Turn, TurnContext
+from ._turn import ApprovalHandlers, ContinueAsNew, ModelChoice, Turn, TurnContext
 
 with workflow.unsafe.imports_passed_through():
     # ModelSpec is imported here, not only through params: resolving a dataclass's type hints looks its
     # module up in the sandbox's sys.modules, which holds only the modules passed through explicitly.
     from ..providers.spec import ModelSpec
+    from ._conversation import REFS_PATCH, Conversation
     from .params import CANCEL, STATUS, WORKFLOW_NAME, ExecutionInput, ExecutionResult
 
 
@@ -39,7 +41,6 @@ class AgentWorkflow(ApprovalHandlers):
 
     def __init__(self) -> None:
         self._turn: Turn | None = None
-        self._messages: list[dict[str, Any]] = []
         self._always_allow: set[str] = set()
         self._cancel_requested = False
 
@@ -49,7 +50,7 @@ class AgentWorkflow(ApprovalHandlers):
         turn = self._turn
         if turn is None:
             return {"status": "running", "step": 0, "messages": [], "pending_approvals": [], "usage": None}
-        return {"status": turn.status, "step": turn.step, "messages": list(self._messages),
+        return {"status": turn.status, "step": turn.step, "messages": list(turn.conv.log),
                 "pending_approvals": turn.pending_approvals(), "usage": turn.usage}
 
     @workflow.signal(name=CANCEL)
@@ -68,12 +69,23 @@ class AgentWorkflow(ApprovalHandlers):
     @workflow.run
     async def run(self, inp: ExecutionInput) -> ExecutionResult:
         ctx = TurnContext(inp.execution_id, inp.agent_name, inp.agent, inp.workspace, inp.max_steps, inp.tunables,
-                          max_tokens_total=inp.max_tokens_total, gate_approvals=True)
-        self._messages = [{"role": "system", "content": str(inp.agent.get("instructions", ""))}]
-        turn = self._turn = Turn(ctx, self._messages, self._always_allow)
+                          max_tokens_total=inp.max_tokens_total, gate_approvals=True, can_continue=True)
+        if inp.carry is not None:  # this run continues an earlier one of the same execution
+            conv = Conversation.carried(inp.carry["conversation"])
+            self._always_allow.update(inp.carry.get("always_allow") or [])
+        else:
+            conv = Conversation.start(str(inp.agent.get("instructions", "")), workflow.patched(REFS_PATCH))
+        turn = self._turn = Turn(ctx, conv, self._always_allow)
+        if inp.carry is not None:
+            turn.resume(inp.carry)
         if self._cancel_requested:
             turn.cancel()
-        out = await turn.run(inp.message, ModelChoice(inp.model, inp.model_name, inp.model_source))
+        try:
+            out = await turn.run(inp.message, ModelChoice(inp.model, inp.model_name, inp.model_source))
+        except ContinueAsNew:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            carry = {**turn.carry(), "always_allow": sorted(self._always_allow)}
+            workflow.continue_as_new(dataclasses.replace(inp, model=turn.model, carry=carry))
         if out.status == "failed":
             raise ApplicationError(out.error, type="AgentFailed", non_retryable=True)
         return ExecutionResult(status=out.status, output=out.output, steps=out.steps, usage=out.usage)

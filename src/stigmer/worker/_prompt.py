@@ -1,0 +1,87 @@
+"""``build_prompt``: the messages one model call is sent when the conversation goes by reference. Activity side.
+
+Reads the transcript the previous call stored, adds what came after it (``ModelCallInput.messages``), fits the
+whole into the model's context window (``_context``: drop the oldest tool outputs, then summarise the oldest
+turns with the same model), stores the new transcript and loads the stored tool outputs that are still sent.
+The transcript is stored before the model is called, under a key derived from its content, so a retried
+attempt stores nothing new and returns the same reference.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from ..providers.usage import measure
+from . import _context
+from .events import EventBuffer
+from .params import ModelCallInput
+
+
+def _tools_chars(inp: ModelCallInput) -> int:
+    return sum(len(t.name) + len(t.description) + len(json.dumps(t.parameters)) for t in inp.tools)
+
+
+def _reply_budget(inp: ModelCallInput) -> int | None:
+    value = inp.model.params.get("max_tokens", inp.model.params.get("num_predict"))
+    return value if isinstance(value, int) else None
+
+
+async def build_prompt(acts: Any, inp: ModelCallInput,
+                       events: EventBuffer) -> tuple[list[dict[str, Any]], str, dict[str, Any] | None]:
+    transcripts = acts.transcripts
+    namespace = (activity.info().workflow_id or "_shared")
+    earlier, dropped, depth = await transcripts.read(namespace, inp.conversation)
+    window = _context.window_tokens(inp.model.provider, inp.model.params, inp.context_tokens,
+                                    getattr(getattr(acts.cfg, "llm", None), "num_ctx", None))
+    budget = _context.budget_chars(window, _reply_budget(inp), _tools_chars(inp))
+    whole = earlier + inp.messages
+    fitted = _context.fit(whole, dropped, budget)
+    extra: dict[str, Any] | None = None
+    if fitted.fits:
+        key = await transcripts.write(namespace, inp.conversation, depth, earlier, inp.messages, fitted.dropped)
+    else:
+        whole, extra = await _summarise(acts, inp, whole, budget, window, events)
+        fitted = _context.fit(whole, 0, budget)
+        if not fitted.fits:
+            raise ApplicationError(
+                f"the conversation's last step alone is about {int(fitted.total / _context.CHARS_PER_TOKEN)} tokens, "
+                f"more than the model's context window ({window} tokens) leaves for it; use a model with a larger "
+                "window (llm.num_ctx for local models) or keep tool outputs smaller (limits.tool_output_chars)",
+                type="ContextWindow", non_retryable=True)
+        key = await transcripts.write(namespace, None, 0, [], whole, fitted.dropped)
+    if fitted.dropped > dropped:
+        events.emit("context_trimmed", {"step": inp.step, "dropped_outputs": fitted.dropped - dropped,
+                                        "dropped_total": fitted.dropped, "chars_dropped": fitted.chars_dropped,
+                                        "window_tokens": window})
+    return await transcripts.contents(namespace, fitted.messages), key, extra
+
+
+async def _summarise(acts: Any, inp: ModelCallInput, whole: list[dict[str, Any]], budget: int, window: int,
+                     events: EventBuffer) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Replace the oldest turns by a summary the same model writes; returns the new conversation and its usage."""
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    cut = _context.summary_cut(whole, budget)
+    if cut is None:
+        raise ApplicationError(
+            f"the conversation does not fit the model's context window ({window} tokens) and has no earlier turns "
+            "to summarise; use a model with a larger window (llm.num_ctx for local models) or keep tool outputs "
+            "smaller (limits.tool_output_chars)", type="ContextWindow", non_retryable=True)
+    older = await acts.transcripts.contents((activity.info().workflow_id or "_shared"), whole[1:cut])
+    text = _context.transcript_text(older, max(2000, budget // 2))
+    model = await acts._chat_model(inp)
+    started = time.monotonic()
+    answer = await model.ainvoke([SystemMessage(content=_context.SUMMARY_PROMPT), HumanMessage(content=text)])
+    summary = answer.content if isinstance(answer.content, str) else str(answer.content)
+    usage = measure(answer, inp.model, acts.cfg, duration_s=time.monotonic() - started, prompt_chars=len(text),
+                    reply_chars=len(summary))
+    new = _context.with_summary(whole[0], summary, whole[cut:])
+    before, after = sum(_context.size(m) for m in whole), sum(_context.size(m) for m in new)
+    events.emit("context_summarised", {"step": inp.step, "messages_summarised": cut - 1, "chars_before": before,
+                                       "chars_after": after, "window_tokens": window})
+    return new, usage

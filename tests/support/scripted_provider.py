@@ -16,10 +16,12 @@ The reply is chosen by conversation state alone, the number of AI messages alrea
 conversation, so it is the same in every process and on every retry. Each call appends one
 JSON line ``{"step", "pid", "attempt"}`` to ``<script>.calls.jsonl`` (or ``"log"``), which
 is how tests prove a completed model call was not repeated, and how ``fail.times`` and
-``delay_attempts`` count attempts across worker processes. ``delay`` (seconds, before the
+``delay_attempts`` count attempts across worker processes; with ``"record_messages": true`` each line also holds
+the messages the call was sent (``{"role": "system"|"human"|"ai"|"tool", "content"}``). ``delay`` (seconds, before the
 first token) lets a test kill a worker mid model call; with no delay the model has zero latency.
-``response_metadata`` is sent on a last chunk, where real providers put the stop reason
-(``finish_reason: length`` is a reply cut at the token limit).
+A call asking for a summary (the runner's ``SUMMARY_PROMPT``, when a conversation outgrows the context
+window) gets the script's top-level ``"summary"`` and is not logged. ``response_metadata`` is sent on a last
+chunk, where real providers put the stop reason (``finish_reason: length`` is a reply cut at the token limit).
 
 Usage: a step's ``"usage": {"input_tokens": 120, "output_tokens": 30, "cached_tokens": 100}`` (or the
 script's top-level ``"usage"``, for every step without its own) is reported on the last chunk as LangChain's
@@ -42,13 +44,14 @@ from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, SystemMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from pydantic import Field
 
 from stigmer.providers.base import Capabilities, Provider
+from stigmer.worker._context import SUMMARY_PROMPT
 
 PLUGIN = "scripted=tests.support.scripted_provider"
 """The ``STIGMER_PLUGINS`` entry that loads this module."""
@@ -88,14 +91,22 @@ def _log_path(path: Path, script: dict[str, Any]) -> Path:
     return (path.parent / log) if log else path.with_name(path.name + ".calls.jsonl")
 
 
-def _record_call(log: Path, step: int) -> int:
+def _record_call(log: Path, step: int, messages: list[dict[str, Any]] | None = None) -> int:
     """Append this call to the log under an exclusive lock; return its attempt number for ``step`` (0-based)."""
     with open(log, "a+", encoding="utf-8") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         fh.seek(0)
         attempt = sum(1 for line in fh if line.strip() and json.loads(line)["step"] == step)
-        fh.write(json.dumps({"step": step, "pid": os.getpid(), "attempt": attempt}) + "\n")
+        entry: dict[str, Any] = {"step": step, "pid": os.getpid(), "attempt": attempt}
+        if messages is not None:
+            entry["messages"] = messages
+        fh.write(json.dumps(entry) + "\n")
     return attempt
+
+
+def _plain(messages: list[BaseMessage]) -> list[dict[str, Any]]:
+    return [{"role": m.type, "content": m.content if isinstance(m.content, str) else str(m.content)}
+            for m in messages]
 
 
 def _usage_metadata(usage: dict[str, Any]) -> UsageMetadata:
@@ -125,13 +136,17 @@ class ScriptedChatModel(BaseChatModel):
     def _plan(self, messages: list[BaseMessage]) -> tuple[dict[str, Any], float, dict[str, Any], int]:
         path = Path(self.script)
         script = _load(path)
+        if messages and isinstance(messages[0], SystemMessage) and messages[0].content == SUMMARY_PROMPT:
+            # The runner asks for a summary to fit the context window: the script's "summary" (not logged as a call).
+            return {"content": script.get("summary", "(a summary)")}, 0.0, script, -1
         steps: list[dict[str, Any]] = script["steps"]
         index = sum(1 for m in messages if isinstance(m, AIMessage))
         if index >= len(steps):
             step = steps[-1] if script.get("repeat_last") else {"content": "(the script has no more replies)"}
         else:
             step = steps[index]
-        attempt = _record_call(_log_path(path, script), index)
+        attempt = _record_call(_log_path(path, script), index,
+                               _plain(messages) if script.get("record_messages") else None)
         fail = step.get("fail")
         if fail and attempt < int(fail.get("times", 1)):
             raise ScriptedFailure(int(fail.get("status", 500)), str(fail.get("message", "scripted failure")),

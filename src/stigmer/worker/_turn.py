@@ -54,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
     from .tools.builtin import builtin_schemas
 
 APPROVALS_PATCH = "stigmer-approvals-1"
+LOOP_MEMORY = 200
+"""Distinct tool calls a long run remembers for loop detection (by reference only; earlier runs remember all)."""
 # On cancel, wait for the activity to stop: its last events are then posted before the workflow's ``failed``.
 _WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 # Resolving a model and checking it (a round trip to its server) takes well under this.
@@ -416,7 +418,9 @@ class Turn:
             key = json.dumps([call.get("name"), call.get("args")], sort_keys=True)
             if hashed:  # carried over a continue-as-new: a digest, not the arguments (a file's content can be large)
                 key = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
-            seen[key] = seen.get(key, 0) + 1
+            seen[key] = seen.pop(key, 0) + 1
+            if hashed and len(seen) > LOOP_MEMORY:  # a call last seen LOOP_MEMORY distinct calls ago is forgotten
+                del seen[next(iter(seen))]
             if seen[key] >= repeats:
                 raise TurnStopped(f"stopped: the model called {call.get('name')!r} with the same arguments "
                                   f"{seen[key]} times (a loop); change the instructions or the model")

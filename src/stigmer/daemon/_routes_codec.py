@@ -8,7 +8,8 @@ payloads asked for, each reference replaced by what it stands for, and nothing e
 Who may call:
 
 - anyone with the admin token (``Authorization: Bearer <run/token>``): the ``temporal`` CLI with
-  ``--codec-endpoint http://127.0.0.1:7780/v1/codec --codec-auth "Bearer $(cat $STIGMER_HOME/run/token)"``;
+  ``--codec-endpoint http://127.0.0.1:7780/v1/codec`` and ``TEMPORAL_CODEC_AUTH="Bearer $(cat
+  $STIGMER_HOME/run/token)"`` in its environment (``--codec-auth`` would put the token on the command line);
 - without a token, only ``decode``, and only from the managed web UI: a request whose ``Origin`` is exactly
   ``http://127.0.0.1:<temporal.ui_port>`` or ``http://localhost:<temporal.ui_port>`` while stigmer runs that UI
   (``temporal.managed``). Those two origins get CORS answers (preflight included); every other origin is refused
@@ -66,7 +67,7 @@ def _authorise(request: Request, state: ApiState, operation: str) -> None:
             return
         raise ApiError(401, "the codec server needs the admin token, and this one is wrong or not a bearer token",
                        "send 'Authorization: Bearer <token>' with the token from $STIGMER_HOME/run/token "
-                       "(temporal CLI: --codec-auth \"Bearer $(cat $STIGMER_HOME/run/token)\")")
+                       "(temporal CLI: TEMPORAL_CODEC_AUTH=\"Bearer $(cat $STIGMER_HOME/run/token)\")")
     origin = request.headers.get("origin")
     if operation == "decode" and origin is not None and origin in ui_origins(state):
         return

@@ -25,6 +25,7 @@ from temporalio.client import Client, WorkflowFailureError
 from stigmer.providers.spec import ModelSpec
 from tests.support.agents import EventCollector, resolve_for, start, wait_for
 from tests.support.anthropic_double import AnthropicDouble
+from tests.support.codec import codec_client
 from tests.support.daemon_api import WorkerThread
 from tests.support.http_double import Request
 from tests.support.ollama_double import OllamaDouble, start_ollama_double
@@ -115,7 +116,7 @@ def worker(temporal_server: Any, anthropic: MidStreamDouble, collector: EventCol
 
 @pytest.fixture
 async def client(temporal_server: Any, worker: WorkerThread) -> Client:
-    return await Client.connect(temporal_server.address)
+    return await codec_client(temporal_server.address)
 
 
 def _execution(spec: ModelSpec, **tunables: Any) -> Any:

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from temporalio.client import Client
 
 from stigmer.worker.tools import workspace
 from tests.support.agents import EventCollector, execution, runner_env, start, wait_for, worker_in_process
+from tests.support.codec import codec_client
 from tests.support.scripted_provider import write_script
 
 SECRET = "top secret outside the workspace\n"
@@ -210,7 +210,7 @@ async def _through_the_workflow(ws: Path, temporal_server: Any, monkeypatch: pyt
     inp = execution(script, workspace=ws, tools=["workspace"], tool_max_attempts=1)
     with EventCollector() as collector:
         async with worker_in_process(runner_env(temporal_server.address, queue, collector.env()), monkeypatch):
-            client = await Client.connect(temporal_server.address)
+            client = await codec_client(temporal_server.address)
             handle = await start(client, inp, queue)
             result = await asyncio.wait_for(handle.result(), 60)
             status = await handle.query("status")

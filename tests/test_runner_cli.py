@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client
 
 from stigmer.config import DEFAULT_MODELS
 from tests.support.agents import EventCollector, execution, runner_env, running, spawn_runner, start, wait_for
+from tests.support.codec import codec_client
 from tests.support.ports import free_port
 from tests.support.scripted_provider import read_calls, write_script
 
@@ -66,7 +66,7 @@ async def test_runner_child_posts_events_to_the_daemon_with_its_token(tmp_path: 
         {"content": "Writing.", "tool_calls": [{"name": "write_file", "args": {"path": "x.txt", "content": "1"}}]},
         {"content": "All done."}])
     queue = f"cli-{uuid.uuid4().hex[:8]}"
-    client = await Client.connect(temporal_server.address)
+    client = await codec_client(temporal_server.address)
     inp = execution(script, workspace=ws, tools=["workspace"])
     with EventCollector() as collector:
         env = runner_env(temporal_server.address, queue, collector.env())
@@ -85,7 +85,7 @@ async def test_runner_child_posts_events_to_the_daemon_with_its_token(tmp_path: 
 async def test_a_daemon_that_is_down_does_not_fail_the_execution(tmp_path: Path, temporal_server: Any) -> None:
     script = write_script(tmp_path / "s.json", [{"content": "Still fine."}])
     queue = f"cli-{uuid.uuid4().hex[:8]}"
-    client = await Client.connect(temporal_server.address)
+    client = await codec_client(temporal_server.address)
     env = runner_env(temporal_server.address, queue, {"STIGMER_SERVER_URL": f"http://127.0.0.1:{free_port()}",
                                                       "STIGMER_SERVER_TOKEN": "t"})
     log = tmp_path / "runner.log"
@@ -98,7 +98,7 @@ async def test_a_daemon_that_is_down_does_not_fail_the_execution(tmp_path: Path,
 @pytest.mark.parametrize("queue_var", ["STIGMER_TASK_QUEUE", "TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE"])
 async def test_upstream_task_queue_and_concurrency_variables_are_read_and_the_flags_still_win(
         tmp_path: Path, temporal_server: Any, queue_var: str) -> None:
-    client = await Client.connect(temporal_server.address)
+    client = await codec_client(temporal_server.address)
     script = write_script(tmp_path / "s.json", [{"content": "Polled."}])
     upstream_queue, flag_queue = f"up-{uuid.uuid4().hex[:8]}", f"flag-{uuid.uuid4().hex[:8]}"
     env = {**runner_env(temporal_server.address, "unused"), queue_var: upstream_queue, "TEMPORAL_MAX_CONCURRENCY": "3"}
@@ -118,7 +118,7 @@ async def test_upstream_task_queue_and_concurrency_variables_are_read_and_the_fl
 async def test_a_runner_that_keeps_no_workflow_in_memory_still_runs_an_agent_to_the_end(
         tmp_path: Path, temporal_server: Any) -> None:
     """``runner.cached_workflows: 0``: every step replays the history instead of finding the workflow in memory."""
-    client = await Client.connect(temporal_server.address)
+    client = await codec_client(temporal_server.address)
     script = write_script(tmp_path / "s.json", [{"content": "", "tool_calls": [{"name": "list_files", "args": {}}]},
                                                 {"content": "Replayed fine."}])
     queue = f"nocache-{uuid.uuid4().hex[:8]}"

@@ -16,10 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import WorkflowFailureError
 
 from stigmer.config import Config
 from tests.support.agents import EventCollector, runner_env, running, spawn_runner, start, wait_for
+from tests.support.codec import codec_client
 from tests.support.daemon_api import (
     ApiServer,
     WorkerThread,
@@ -57,7 +58,7 @@ async def test_a_runner_runs_an_execution_that_names_no_model_on_its_own_configu
     flagged = write_script(tmp_path / "flag.json", [{"content": "From the runner's --llm-model."}])
     from_env = write_script(tmp_path / "env.json", [{"content": "From the runner's environment."}])
     queue = f"model-{uuid.uuid4().hex[:8]}"
-    client = await Client.connect(temporal_server.address)
+    client = await codec_client(temporal_server.address)
     log = tmp_path / "runner.log"
     with EventCollector() as collector:
         env = runner_env(temporal_server.address, queue, {**collector.env(), "STIGMER_LLM_MODEL": from_env})
@@ -80,7 +81,7 @@ async def test_a_runner_runs_an_execution_that_names_no_model_on_its_own_configu
 async def test_a_model_the_runner_cannot_resolve_fails_the_execution_at_once(
         tmp_path: Path, temporal_server: TemporalServer) -> None:
     queue = f"model-{uuid.uuid4().hex[:8]}"
-    client = await Client.connect(temporal_server.address)
+    client = await codec_client(temporal_server.address)
     with EventCollector() as collector:
         env = runner_env(temporal_server.address, queue, collector.env())
         with running(spawn_runner(env, tmp_path / "runner.log")):

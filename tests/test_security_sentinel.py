@@ -7,8 +7,9 @@ searched for too: it must stay in ``run/runner-token`` and the runners' environm
 tool calls (one runs ``env`` in the shell tool, the way a curious model would), and a failing one,
 exercise events, errors and workflow histories. Then every place a key
 could leak is searched, raw and decoded: logs, the SQLite files, events, ``config show``,
-``local status``, error messages, Temporal histories (``temporal workflow show``) and every
-process's command line while the stack runs.
+``local status``, error messages, Temporal histories (``temporal workflow show``, raw and decoded
+through the codec server), the blob store (``blobs.threshold`` is set low, so nearly every payload
+goes there) and every process's command line while the stack runs.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def surfaces(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, lis
     """Run the stack with the sentinels; collect every surface (name -> texts) to search."""
     home = tmp_path_factory.mktemp("sentinel") / "home"
     home.mkdir()
-    stack = LocalStack.scripted(home, [{"content": "unused"}], **SENTINELS)
+    stack = LocalStack.scripted(home, [{"content": "unused"}], STIGMER_BLOBS_THRESHOLD="256", **SENTINELS)
     found: dict[str, list[str | bytes]] = {}
     try:
         started = stack.start()
@@ -141,6 +142,8 @@ def surfaces(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, lis
     finally:
         stack.cleanup()
     found["files under $STIGMER_HOME/logs"] = [p.read_bytes() for p in (home / "logs").rglob("*") if p.is_file()]
+    found["blob store files ($STIGMER_HOME/blobs)"] = [p.read_bytes() for p in (home / "blobs").rglob("*")
+                                                        if p.is_file()]
     found["SQLite store (db, -wal, -shm)"] = [p.read_bytes() for p in (home / "data").glob("stigmer.db*")]
     found["any file under $STIGMER_HOME"] = [p.read_bytes() for p in home.rglob("*") if p.is_file()]
     yield found
@@ -150,6 +153,7 @@ def _collect_api_and_cli(stack: LocalStack, found: dict[str, list[str | bytes]])
     listed = json.loads(stack.run("get", "executions", "-o", "json").stdout)
     assert {e["status"] for e in listed} == {"completed", "failed"}
     found["events"], found["Temporal workflow histories"], found["stigmer execution get"] = [], [], []
+    found["Temporal workflow histories decoded by the codec server"] = []
     for execution in listed:
         logs = stack.run("execution", "logs", execution["id"], "--json")
         found["events"] += [logs.stdout, logs.stderr]
@@ -157,6 +161,10 @@ def _collect_api_and_cli(stack: LocalStack, found: dict[str, list[str | bytes]])
         events = history(stack, f"stigmer-exec-{execution['id']}")
         assert events, "the workflow has a history"
         found["Temporal workflow histories"] += [json.dumps(events), *_decoded(events)]
+        plain = history(stack, f"stigmer-exec-{execution['id']}", decoded=True)
+        reference = base64.b64encode(b"binary/stigmer-blob").decode()  # the claim check's encoding, as JSON shows it
+        assert reference in json.dumps(events) and reference not in json.dumps(plain)  # the codec server decoded
+        found["Temporal workflow histories decoded by the codec server"] += [json.dumps(plain), *_decoded(plain)]
     assert any("PATH=" in str(t) for t in found["events"])  # the shell tool really ran `env`
     found["stigmer get executions -o json"] = [json.dumps(listed)]
     shows = [stack.run("config", "show"), stack.run("config", "show", "--json")]

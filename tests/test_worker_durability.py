@@ -23,6 +23,7 @@ from temporalio.worker import Replayer
 from stigmer.worker.session import SessionWorkflow
 from stigmer.worker.workflows import AgentWorkflow
 from tests.support.agents import execution, runner_env, running, spawn_runner, start, wait_for
+from tests.support.codec import codec_client
 from tests.support.scripted_provider import read_calls, write_script
 
 pytestmark = pytest.mark.slow
@@ -59,7 +60,7 @@ async def test_kill_during_a_tool_call(tmp_path: Path, temporal_server: Any) -> 
     ])
     queue = f"dur-{uuid.uuid4().hex[:8]}"
     env = runner_env(temporal_server.address, queue)
-    client = await Client.connect(temporal_server.address)
+    client = await codec_client(temporal_server.address)
     inp = execution(script, workspace=ws, tools=["workspace", "shell"], **FAST)
     with running(spawn_runner(env, tmp_path / "runner1.log")) as first:
         handle = await start(client, inp, queue)
@@ -84,7 +85,7 @@ async def test_kill_during_a_model_call(tmp_path: Path, temporal_server: Any) ->
     ])
     queue = f"dur-{uuid.uuid4().hex[:8]}"
     env = runner_env(temporal_server.address, queue)
-    client = await Client.connect(temporal_server.address)
+    client = await codec_client(temporal_server.address)
     inp = execution(script, workspace=ws, tools=["workspace", "shell"], **FAST)
     with running(spawn_runner(env, tmp_path / "runner1.log")) as first:
         handle = await start(client, inp, queue)
@@ -110,7 +111,7 @@ async def test_a_retry_on_a_differently_configured_runner_keeps_the_pinned_model
                                                     "delay_attempts": 1}])
     second = write_script(tmp_path / "second.json", [{"content": "the second runner's model"}])
     queue = f"dur-{uuid.uuid4().hex[:8]}"
-    client = await Client.connect(temporal_server.address)
+    client = await codec_client(temporal_server.address)
     inp = replace(execution(first, **FAST), model=None)  # the daemon's shape: no model, the runner decides
     with running(spawn_runner(runner_env(temporal_server.address, queue, {"STIGMER_LLM_MODEL": first}),
                               tmp_path / "runner1.log")) as one:

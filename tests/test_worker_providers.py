@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import WorkflowFailureError
 
 from stigmer.providers.registry import resolve_model
 from stigmer.resources import Agent, agent_snapshot, load_documents
 from tests.support.agents import REPO, execution, resolve_for, runner_env, start, worker_in_process
+from tests.support.codec import codec_client
 from tests.support.ollama_double import start_ollama_double
 
 pytestmark = pytest.mark.slow
@@ -35,7 +36,7 @@ async def test_agent_on_the_ollama_protocol(tmp_path: Path, temporal_server: Any
     env = {"OLLAMA_HOST": ollama.url}
     spec = resolve_model(resolve_for(env), "ollama:llama3.2:3b")
     queue = f"prov-{uuid.uuid4().hex[:8]}"
-    client = await Client.connect(temporal_server.address)
+    client = await codec_client(temporal_server.address)
     (tmp_path / "seen.txt").write_text("x")
     async with worker_in_process(runner_env(temporal_server.address, queue, env), monkeypatch):
         hello = await (await start(client, _pinned(execution("unused"), spec), queue)).result()
@@ -58,7 +59,7 @@ async def test_model_missing_on_ollama_fails_at_once(temporal_server: Any, ollam
     env = {"OLLAMA_HOST": ollama.url}
     spec = resolve_model(resolve_for(env), "ollama:nothere:1b")
     queue = f"prov-{uuid.uuid4().hex[:8]}"
-    client = await Client.connect(temporal_server.address)
+    client = await codec_client(temporal_server.address)
     async with worker_in_process(runner_env(temporal_server.address, queue, env), monkeypatch):
         handle = await start(client, _pinned(execution("unused"), spec), queue)
         with pytest.raises(WorkflowFailureError) as info:
@@ -72,7 +73,7 @@ async def test_example_hello_agent_on_the_embedded_llamacpp_server(temporal_serv
     env = {"STIGMER_LLM_PROVIDER": "llamacpp", "STIGMER_LLM_BASE_URL": llamacpp_server, "STIGMER_LLM_MAX_TOKENS": "12"}
     spec = resolve_model(resolve_for(env))
     queue = f"prov-{uuid.uuid4().hex[:8]}"
-    client = await Client.connect(temporal_server.address)
+    client = await codec_client(temporal_server.address)
     (hello,) = load_documents((REPO / "examples" / "agents" / "hello.yaml").read_text(), "hello.yaml")
     assert isinstance(hello, Agent)
     inp = _pinned(execution("unused", "Say hello."), spec)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -85,11 +86,17 @@ def _middle_events(execution_id: str, events: list[dict[str, Any]], report: Any)
                                f"{TOOL_CALLS + 1} messages)")
 
 
-def history(stack: LocalStack, workflow_id: str) -> list[dict[str, Any]]:
-    """The workflow's history as the ``temporal`` CLI prints it (JSON)."""
+def history(stack: LocalStack, workflow_id: str, *, decoded: bool = False) -> list[dict[str, Any]]:
+    """The workflow's history as the ``temporal`` CLI prints it (JSON); ``decoded``: through the daemon's codec
+    server, as README shows it (the token in ``TEMPORAL_CODEC_AUTH``, never on the command line)."""
     address = f"127.0.0.1:{stack.env['STIGMER_TEMPORAL_PORT']}"
-    done = subprocess.run([temporal_binary(), "workflow", "show", "--workflow-id", workflow_id, "--address", address,
-                           "--output", "json"], capture_output=True, text=True, timeout=60, check=False)
+    argv = [temporal_binary(), "workflow", "show", "--workflow-id", workflow_id, "--address", address,
+            "--output", "json"]
+    env = dict(os.environ)
+    if decoded:
+        argv += ["--codec-endpoint", f"http://127.0.0.1:{stack.api_port}/v1/codec"]
+        env["TEMPORAL_CODEC_AUTH"] = "Bearer " + (stack.home / "run" / "token").read_text().strip()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"temporal workflow show {workflow_id} failed: {done.stderr.strip()}")
     events: list[dict[str, Any]] = json.loads(done.stdout)["events"]

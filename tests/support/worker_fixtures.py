@@ -13,12 +13,13 @@ import pytest
 from temporalio.client import Client
 
 from tests.support.agents import EventCollector
+from tests.support.codec import codec_client
 
 
 @pytest.fixture
-async def client(temporal_server: Any) -> Client:
-    """A client of the session's real Temporal dev server."""
-    return await Client.connect(temporal_server.address)
+async def client(temporal_server: Any, stigmer_home: Any) -> Client:
+    """A client of the session's real Temporal dev server, with the runners' claim-check codec."""
+    return await codec_client(temporal_server.address)
 
 
 @pytest.fixture

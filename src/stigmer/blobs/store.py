@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -109,10 +110,21 @@ class LocalBlobStore(BlobStore):
         return count
 
 
-def open_store(url: str | None, home: Path) -> BlobStore:
-    """The store ``url`` names: empty or ``file://PATH`` for local files (default ``home/blobs``)."""
+def open_store(url: str | None, home: Path, *, s3_endpoint: str | None = None) -> BlobStore:
+    """The store ``url`` names: empty or ``file://PATH`` for local files (default ``home/blobs``), or
+    ``s3://BUCKET/PREFIX`` for an S3-compatible bucket (at ``s3_endpoint``; else the AWS SDK's own endpoint)."""
     if not url:
         return LocalBlobStore(Path(home) / "blobs")
     if url.startswith("file://"):
         return LocalBlobStore(Path(url[len("file://"):]).expanduser())
-    raise ValueError(f"blobs.url: unsupported store {url.split(':', 1)[0]!r} (use file://PATH)")
+    if url.startswith("s3://"):
+        from .s3 import S3BlobStore
+
+        return S3BlobStore(url, endpoint=s3_endpoint)
+    raise ValueError(f"blobs.url: unsupported store {url.split(':', 1)[0]!r} (use file:///PATH or s3://BUCKET/PREFIX)")
+
+
+def configured_store(cfg: Any) -> BlobStore:
+    """The store a resolved configuration names (``blobs.url``, ``blobs.s3_endpoint``, ``home``)."""
+    blobs = cfg.blobs
+    return open_store(blobs.url, cfg.home, s3_endpoint=blobs.s3_endpoint)

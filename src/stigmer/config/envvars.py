@@ -60,6 +60,13 @@ LIMIT_SUBSCRIBER_QUEUE = "STIGMER_LIMIT_SUBSCRIBER_QUEUE"
 RETENTION_EXECUTIONS = "STIGMER_RETENTION_EXECUTIONS"
 MCP_ALLOW_ENV = "STIGMER_MCP_ALLOW_ENV"
 
+# Where large payloads live (the claim-check blob store), and the S3-compatible endpoint. AWS_ENDPOINT_URL is
+# the AWS SDKs' own name; the credentials are only ever the AWS SDK's own (its variables and credential chain).
+BLOBS_URL = "STIGMER_BLOBS_URL"
+BLOBS_THRESHOLD = "STIGMER_BLOBS_THRESHOLD"
+BLOBS_S3_ENDPOINT = "STIGMER_BLOBS_S3_ENDPOINT"
+AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+
 # Set by the daemon for its runner children so their event sink posts back to it.
 SERVER_URL = "STIGMER_SERVER_URL"
 SERVER_TOKEN = "STIGMER_SERVER_TOKEN"

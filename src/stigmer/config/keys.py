@@ -101,6 +101,50 @@ def _parse_provider(raw: Any) -> str:
     return text
 
 
+def _parse_blobs_url(raw: Any) -> str:
+    """Where blobs live: empty, ``file://PATH`` or ``s3://BUCKET[/PREFIX]``; no credentials."""
+    from urllib.parse import urlsplit
+
+    text = _parse_str(raw).strip()
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme == "file":
+        if not parts.path or parts.netloc not in ("", "localhost"):
+            raise ValueError(f"expected file:///ABSOLUTE/PATH, got {text!r}")
+        return text
+    if parts.scheme == "s3":
+        if "@" in parts.netloc or parts.password or parts.query or parts.fragment:
+            raise ValueError("an s3:// URL names only the bucket and a prefix (s3://BUCKET/PREFIX); credentials "
+                             "come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS credential chain")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", parts.netloc):
+            raise ValueError(f"not an S3 bucket name: {parts.netloc!r} (expected s3://BUCKET/PREFIX)")
+        return text
+    scheme = parts.scheme or "no scheme"
+    raise ValueError(f"unsupported blob store {scheme!r}: use file:///PATH or s3://BUCKET/PREFIX (empty: "
+                     "files under $STIGMER_HOME/blobs)")
+
+
+def _parse_threshold(raw: Any) -> int:
+    value = _parse_int(raw)
+    if not 256 <= value <= 1_048_576:
+        raise ValueError(f"expected a size in bytes from 256 to 1048576 (1 MiB), got {value}: history wants payloads "
+                         "far under Temporal's 2 MB limit, and references themselves take ~200 bytes")
+    return value
+
+
+def _parse_http_url(raw: Any) -> str:
+    from urllib.parse import urlsplit
+
+    text = _parse_str(raw).strip()
+    parts = urlsplit(text)
+    if text and (parts.scheme not in ("http", "https") or not parts.netloc):
+        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
+    if parts.username or parts.password:
+        raise ValueError("the endpoint URL must not carry credentials: use the AWS credential variables")
+    return text
+
+
 def _range(parse: Callable[[Any], Any], low: float, high: float) -> Callable[[Any], Any]:
     def check(raw: Any) -> Any:
         value = parse(raw)
@@ -194,6 +238,15 @@ KEYS: dict[str, Key] = {
         Key("retention.executions", _parse_duration_text,
             "finished executions older than this are deleted with their events (0: keep for ever)",
             (ev.RETENTION_EXECUTIONS,), default="30d"),
+        Key("blobs.url", _parse_blobs_url,
+            "where payloads too large for history are kept: file:///PATH or s3://BUCKET/PREFIX "
+            "(empty: $STIGMER_HOME/blobs)", (ev.BLOBS_URL,), default=""),
+        Key("blobs.threshold", _parse_threshold,
+            "payloads of at least this many bytes go to the blob store; history keeps a small reference",
+            (ev.BLOBS_THRESHOLD,), default=4096),
+        Key("blobs.s3_endpoint", _parse_http_url,
+            "endpoint of an S3-compatible store for s3:// blob URLs (unset: AWS's own)",
+            (ev.BLOBS_S3_ENDPOINT, ev.AWS_ENDPOINT_URL)),
         Key("mcp.allow_env", _parse_names,
             "runner environment variables MCP servers may reference as ${NAME} (comma-separated)",
             (ev.MCP_ALLOW_ENV,), default=()),

@@ -62,6 +62,15 @@ class TemporalSettings:
 
 
 @dataclass(frozen=True)
+class BlobSettings:
+    """The claim-check blob store: its URL (empty: ``home/blobs``), the size threshold, an S3 endpoint."""
+
+    url: str
+    threshold: int
+    s3_endpoint: str | None
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything resolved, once. Frozen: pass it around, never patch it.
 
@@ -110,6 +119,11 @@ class Config:
                           v("temporal.tls.server_ca"), v("temporal.tls.server_name"))
         return TemporalSettings(v("temporal.managed"), v("temporal.address"), v("temporal.namespace"),
                                 v("temporal.api_key"), v("temporal.port"), v("temporal.ui_port"), tls)
+
+    @property
+    def blobs(self) -> BlobSettings:
+        v = self.value
+        return BlobSettings(v("blobs.url") or "", int(v("blobs.threshold")), v("blobs.s3_endpoint") or None)
 
     def require_provider(self) -> str:
         """The active provider, or a ConfigError naming every way to get one."""

@@ -10,6 +10,12 @@ A session's turns are not pruned one by one (its conversation holds them): reten
 session once it has been idle (no live turn, none sent) for the retention period, closing its workflow
 first as ``DELETE /v1/sessions/{id}`` does. A session whose workflow cannot be closed now (Temporal down)
 is kept for the next round.
+
+Blobs go with the executions that own them: the claim-check codec stores large payloads under the owning
+workflow's id (``stigmer-exec-<id>`` for an execution, the session's workflow id for a session and all its
+turns), so each delete here, ``DELETE /v1/executions/{id}`` and ``DELETE /v1/sessions/{id}`` then deletes that
+namespace of the blob store. A blob store that cannot be reached then (an S3 endpoint down) does not undo the
+delete: the failure is logged with the namespace, and its blobs stay as orphans.
 """
 
 from __future__ import annotations
@@ -25,11 +31,26 @@ log = logging.getLogger("stigmer.daemon.retention")
 
 
 async def prune(state: ApiState, older_than_s: float, *, dry_run: bool = False) -> int:
-    """Delete (or with ``dry_run`` count) the executions that ended more than ``older_than_s`` ago."""
+    """Delete (or with ``dry_run`` count) the executions that ended more than ``older_than_s`` ago, and their blobs."""
     cutoff = time.time() - older_than_s
     if dry_run:
         return state.store.count_finished_before(cutoff)
-    return await asyncio.to_thread(state.store.prune, cutoff)
+    workflows = await asyncio.to_thread(state.store.prune_workflows, cutoff)
+    await forget_blobs(state, workflows)
+    return len(workflows)
+
+
+async def forget_blobs(state: ApiState, workflow_ids: list[str]) -> int:
+    """Delete the blob namespaces of ``workflow_ids`` (deleted executions or sessions); return how many blobs went."""
+    store = state.blobs
+    gone = 0
+    for workflow_id in dict.fromkeys(workflow_ids):
+        try:
+            gone += await store.delete_namespace(workflow_id)
+        except Exception as exc:  # the rows are gone already: report, keep going
+            log.warning("could not delete the blobs of %s from %s: %s (they stay until deleted by hand)",
+                        workflow_id, store.url, type(exc).__name__ if not str(exc) else str(exc)[:300])
+    return gone
 
 
 async def apply_retention(state: ApiState) -> int:
@@ -62,6 +83,7 @@ async def prune_sessions(state: ApiState, idle_s: float) -> int:
             log.warning("retention: kept session %s for now: %s", session["id"], exc.message)
             continue
         state.store.delete_session(session["id"])
+        await forget_blobs(state, [session["workflow_id"]])
         count += 1
     return count
 

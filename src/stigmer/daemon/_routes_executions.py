@@ -236,8 +236,8 @@ async def _cancel_closed_or_lost(state: ApiState, handle: Any, execution_id: str
 
 @router.delete("/executions/{execution_id}")
 async def delete_execution(execution_id: str, state: StateDep) -> dict[str, Any]:
-    """Delete a finished execution and its events (409 while it is pending or running, or when it is a session's
-    turn: the session's conversation holds it, so it goes with the session)."""
+    """Delete a finished execution, its events and its blobs (409 while it is pending or running, or when it is a
+    session's turn: the session's conversation holds it, so it goes with the session)."""
     execution = (await reconcile_many(state, [_execution(state, execution_id)]))[0]
     if execution["session_id"]:
         raise ApiError(409, f"execution {execution_id} is turn {execution['turn']} of session "
@@ -246,6 +246,7 @@ async def delete_execution(execution_id: str, state: StateDep) -> dict[str, Any]
     if not state.store.delete_execution(execution_id, finished_only=True):
         raise ApiError(409, f"execution {execution_id} is {execution['status']}: cancel it first",
                        f"`stigmer execution cancel {execution_id}`, then delete it once it has ended")
+    await _retention.forget_blobs(state, [execution["workflow_id"]])
     return {"deleted": {"id": execution_id, "status": execution["status"]}}
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, Field, field_validator
 
-from . import _sessions
+from . import _retention, _sessions
 from ._limits import check_message
 from ._reconcile import reconcile_many
 from ._state import ApiState, StateDep
@@ -84,11 +84,12 @@ async def send_message(ref: str, request: MessageRequest, state: StateDep, respo
 
 @router.delete("/sessions/{ref}")
 async def delete_session(ref: str, state: StateDep) -> dict[str, Any]:
-    """Close the session's workflow and delete the session, its turns, their events and approvals."""
+    """Close the session's workflow and delete the session, its turns, their events and approvals, and its blobs."""
     session = _sessions.find(state, ref)
     workflow = await _sessions.close(state, session)
     _sessions.end_live_turns(state, session)
     turns = state.store.delete_session(session["id"])
+    await _retention.forget_blobs(state, [session["workflow_id"]])
     return {"deleted": {"id": session["id"], "name": session["name"], "turns": turns}, "workflow": workflow}
 
 

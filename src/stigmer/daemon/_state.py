@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from ..blobs import BlobStore, configured_store
 from ..config._suggest import did_you_mean
 from ..store import Store
 from .context import DaemonContext
@@ -40,7 +41,7 @@ class KeyLock:
 
 @dataclass
 class ApiState:
-    """Everything a route needs: the daemon context, the open store, the live event hub.
+    """Everything a route needs: the daemon context, the open store, the live event hub, the blob store.
 
     ``verifying`` holds the runners' terminal events waiting for Temporal's confirmation (event id ->
     execution id, task); ``starting`` serialises starts that share an ``Idempotency-Key`` (or a new session's name).
@@ -51,6 +52,14 @@ class ApiState:
     hub: EventHub
     verifying: dict[str, tuple[str, asyncio.Task[None]]] = field(default_factory=dict)
     starting: dict[str, KeyLock] = field(default_factory=dict)
+    _blobs: BlobStore | None = None
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The blob store the configuration names (``blobs.url``): the runners' own, shared by the codec server."""
+        if self._blobs is None:
+            self._blobs = configured_store(self.ctx.config)
+        return self._blobs
 
 
 def api_state(request: Request) -> ApiState:

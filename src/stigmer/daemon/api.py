@@ -1,7 +1,8 @@
 """The daemon's HTTP API: the CLI's only way in (route table in docs/ARCHITECTURE.md).
 
 Loopback only, every route but ``/v1/health`` behind a bearer token: the admin token in
-``run/token`` opens every route, the runners' token only ``POST /v1/events`` (see ``_auth``).
+``run/token`` opens every route, the runners' token only ``POST /v1/events`` (see ``_auth``);
+the codec server (``/v1/codec/decode``) also answers the managed Temporal web UI's origin (see ``_routes_codec``).
 Errors answer ``{"detail": message, "hint": what to do}``; a bad payload answers 422 with
 the path of each bad field (``body.agent: Field required``).
 """
@@ -30,6 +31,7 @@ from ._limits import BodyLimit
 from ._reconcile import reconcile_loop
 from ._retention import retention_loop
 from ._routes_approvals import router as approvals_router
+from ._routes_codec import router as codec_router
 from ._routes_executions import events_router
 from ._routes_executions import router as executions_router
 from ._routes_resources import router as resources_router
@@ -139,4 +141,5 @@ def create_app(ctx: DaemonContext) -> FastAPI:
     app.include_router(approvals_router, prefix="/v1", dependencies=admin)
     app.include_router(usage_router, prefix="/v1", dependencies=admin)
     app.include_router(events_router, prefix="/v1")  # its route admits the admin and runner tokens
+    app.include_router(codec_router, prefix="/v1")  # the admin token, or the managed web UI's origin (decode only)
     return app

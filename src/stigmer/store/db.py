@@ -192,12 +192,17 @@ class Store(SessionsMixin, ApprovalsMixin, UsageMixin, StoreBase):
         In batches of ``batch`` executions, one transaction each, so event writers never wait long
         behind a large prune. Live executions are never touched.
         """
-        deleted = 0
+        return len(self.prune_workflows(cutoff, batch=batch))
+
+    def prune_workflows(self, cutoff: float, *, batch: int = 200) -> list[str]:
+        """:meth:`prune`, returning the workflow id of each execution deleted (its blobs go next)."""
+        deleted: list[str] = []
         while ids := self.finished_before(cutoff, batch):
             marks = ", ".join("?" for _ in ids)
             with self._tx() as conn:
-                deleted += conn.execute(f"DELETE FROM executions WHERE id IN ({marks}) AND status IN "
-                                        "('completed', 'failed', 'cancelled')", ids).rowcount
+                rows = conn.execute(f"DELETE FROM executions WHERE id IN ({marks}) AND status IN "
+                                    "('completed', 'failed', 'cancelled') RETURNING workflow_id", ids).fetchall()
+            deleted += [str(row[0]) for row in rows]
         return deleted
 
     def get_execution(self, execution_id: str) -> dict[str, Any] | None:

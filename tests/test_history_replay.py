@@ -1,8 +1,10 @@
 """Executions in flight survive an upgrade: every saved history in tests/data/histories/ replays on today's code.
 
 The saved histories were recorded by earlier versions of the workflows (their names say which: ``pre-refs-``
-before conversations went by reference); the tests here also record today's plain run (tool calls and an
-approval) and session (two turns), replay them, and with ``SAVE_HISTORIES=1`` save them under today's tag.
+before conversations went by reference and payloads left history, ``refs-`` after); the tests here also record
+today's plain run (tool calls and an approval) and session (two turns), replay them, and with
+``SAVE_HISTORIES=1`` save them under today's tag. A history whose payloads went to the blob store is saved with
+its blobs (``NAME.blobs/``), which the replayer's codec reads as a runner's would.
 A workflow change that breaks determinism for executions already running fails here.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,8 @@ import pytest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
+from stigmer.blobs.codec import BlobCodec, data_converter
+from stigmer.blobs.store import LocalBlobStore
 from stigmer.worker.session import SessionWorkflow
 from stigmer.worker.workflows import AgentWorkflow
 from tests.support.agents import (
@@ -38,30 +43,39 @@ from tests.support.scripted_provider import write_script
 pytestmark = pytest.mark.slow
 
 HISTORIES = Path(__file__).parent / "data" / "histories"
-TAG = "pre-refs"  # the tag today's recordings are saved under (SAVE_HISTORIES=1)
+TAG = "refs"  # the tag today's recordings are saved under (SAVE_HISTORIES=1)
 SAVED = sorted(HISTORIES.glob("*.json"))
 
 
-def _replayer() -> Replayer:
-    return Replayer(workflows=[AgentWorkflow, SessionWorkflow])
+def _replayer(blobs: Path | None = None) -> Replayer:
+    if blobs is None:
+        return Replayer(workflows=[AgentWorkflow, SessionWorkflow])
+    converter = data_converter(None, BlobCodec(LocalBlobStore(blobs), 4096))
+    return Replayer(workflows=[AgentWorkflow, SessionWorkflow], data_converter=converter)
 
 
 @pytest.mark.parametrize("path", SAVED, ids=[p.stem for p in SAVED])
 async def test_a_saved_history_replays_on_todays_code(path: Path) -> None:
-    text = path.read_text()
-    await _replayer().replay_workflow(WorkflowHistory.from_json(path.stem, text))
+    blobs = path.with_suffix(".blobs")
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    await _replayer(blobs if blobs.is_dir() else None).replay_workflow(history)
 
 
 def test_the_saved_histories_cover_plain_runs_and_sessions_of_each_version() -> None:
     names = {p.stem for p in SAVED}
-    assert {"pre-refs-plain-run", "pre-refs-session"} <= names, names
+    assert {"pre-refs-plain-run", "pre-refs-session", "refs-plain-run", "refs-session"} <= names, names
+    assert (HISTORIES / "refs-plain-run.blobs").is_dir()  # its model calls' inputs and outputs are references
 
 
 async def _keep(client: Client, workflow_id: str, name: str) -> None:
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    await _replayer().replay_workflow(history)
+    blobs = Path(os.environ["STIGMER_HOME"]) / "blobs"
+    await _replayer(blobs).replay_workflow(history)
     if os.environ.get("SAVE_HISTORIES"):
         (HISTORIES / f"{TAG}-{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1))
+        saved = HISTORIES / f"{TAG}-{name}.blobs"
+        shutil.rmtree(saved, ignore_errors=True)
+        shutil.copytree(blobs / workflow_id, saved / workflow_id)
 
 
 async def test_todays_plain_run_with_tools_and_an_approval_replays(

@@ -24,7 +24,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from .._aio import cancel_and_wait
-from ..blobs import BlobMissing, open_store
+from ..blobs import BlobMissing
+from ..blobs.store import configured_store
 from ..errors import StigmerError, UserError
 from ..providers import usage as usage_
 from ..providers.usage import measure
@@ -109,14 +110,14 @@ class Activities:
         self._models: OrderedDict[str, Any] = OrderedDict()
         self.limits = workspace.Limits(output_chars=cfg.value("limits.tool_output_chars"),
                                        write_bytes=cfg.value("limits.write_file_bytes"))
-        self.transcripts = Transcripts(open_store(cfg.value("blobs.url") if "blobs.url" in cfg.items else None,
-                                                  cfg.home))
+        self.transcripts = Transcripts(configured_store(cfg))  # the same store as the payload codec's
 
     def all(self) -> list[Any]:
         return [self.resolve_model, self.list_tools, self.call_model, self.call_tool, self.publish]
 
     async def aclose(self) -> None:
         await self.mcp.aclose()
+        await self.transcripts.store.aclose()
 
     @activity.defn(name=RESOLVE_MODEL)
     async def resolve_model(self, inp: ModelRequest) -> ResolvedModel:

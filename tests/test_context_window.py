@@ -110,3 +110,29 @@ async def test_a_last_step_too_large_for_the_window_fails_naming_the_sizes_and_w
     assert failed["type"] == "failed"
     error = failed["data"]["error"]
     assert f"context window ({WINDOW} tokens)" in error and "llm.num_ctx" in error, error
+
+
+@pytest.mark.parametrize("strategy", ["fail", "drop"])
+async def test_a_strategy_that_may_not_summarise_fails_naming_it_instead(
+        strategy: str, tmp_path: Path, temporal_server: Any, client: Client, queue: str, collector: EventCollector,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for i in range(6):
+        (ws / f"part{i}.txt").write_text(str(i) * 1500 * (i + 1))  # ever longer: 1,500 to 9,000 characters
+    steps = [{"content": "", "tool_calls": [{"name": "read_file", "args": {"path": f"part{i}.txt"}}]} for i in range(6)]
+    script = write_script(tmp_path / "s.json", [*steps, {"content": "read them all"}])
+    # "drop" gets further than "fail" (old outputs go), then meets an output that, with the person's message,
+    # does not fit: it may not summarise.
+    inp = execution(script, message="y" * 1000, workspace=ws, tools=["workspace"], context_tokens=WINDOW)
+    env = {**runner_env(temporal_server.address, queue, collector.env()), "STIGMER_LLM_CONTEXT_STRATEGY": strategy}
+    async with worker_in_process(env, monkeypatch):
+        handle = await start(client, inp, queue)
+        failed = await last_event(collector, inp.execution_id)
+        with pytest.raises(Exception):  # noqa: B017 - the workflow fails; its event says why
+            await handle.result()
+    assert failed["type"] == "failed"
+    assert f"llm.context_strategy is '{strategy}'" in failed["data"]["error"], failed["data"]["error"]
+    trimmed = [e for e in collector.of(inp.execution_id) if e["type"] == "context_trimmed"]
+    assert bool(trimmed) == (strategy == "drop")
+    assert failed["data"]["steps"] == (4 if strategy == "fail" else 5)

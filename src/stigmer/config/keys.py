@@ -91,6 +91,19 @@ def _parse_names(raw: Any) -> tuple[str, ...]:
     return names
 
 
+CONTEXT_STRATEGIES = ("summarize", "drop", "fail")
+
+
+def _parse_context_strategy(raw: Any) -> str:
+    text = str(raw).strip().lower()
+    if text not in CONTEXT_STRATEGIES:
+        from ._suggest import did_you_mean
+
+        raise ValueError(f"unknown strategy {raw!r}{did_you_mean(text, CONTEXT_STRATEGIES)}; choose one of "
+                         f"{', '.join(CONTEXT_STRATEGIES)}")
+    return text
+
+
 def _parse_provider(raw: Any) -> str:
     text = _parse_str(raw).strip().lower()
     if text not in PROVIDERS:
@@ -194,6 +207,12 @@ KEYS: dict[str, Key] = {
             (ev.LLM_TEMPERATURE,)),
         Key("llm.num_ctx", _range(_parse_int, 256, 1_048_576), "context window asked of local models",
             (ev.LLM_NUM_CTX,), default=8192),
+        Key("llm.context_tokens", _range(_parse_int, 0, 10_000_000),
+            "context window a conversation is fitted to, in tokens (0: the model's own, as known)",
+            (ev.LLM_CONTEXT_TOKENS,), default=0),
+        Key("llm.context_strategy", _parse_context_strategy,
+            "when a conversation outgrows the window: summarize (drop old tool outputs, then summarise old turns), "
+            "drop (drop old tool outputs only) or fail", (ev.LLM_CONTEXT_STRATEGY,), default="summarize"),
         Key("temporal.managed", _parse_bool, "start a local Temporal dev server (false: use temporal.address)",
             (ev.STIGMER_TEMPORAL_MANAGED,)),
         Key("temporal.address", _parse_str, "host:port of the Temporal frontend",

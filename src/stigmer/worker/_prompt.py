@@ -31,19 +31,33 @@ def _reply_budget(inp: ModelCallInput) -> int | None:
     return value if isinstance(value, int) else None
 
 
+def _too_large(chars: int, window: int, what: str, strategy: str) -> ApplicationError:
+    return ApplicationError(
+        f"{what} is about {int(chars / _context.CHARS_PER_TOKEN)} tokens, more than the model's context window "
+        f"({window} tokens) leaves for it, and llm.context_strategy is {strategy!r}; set it to 'summarize', use a "
+        "model with a larger window (llm.num_ctx for local models) or give the agent a smaller task",
+        type="ContextWindow", non_retryable=True)
+
+
 async def build_prompt(acts: Any, inp: ModelCallInput,
                        events: EventBuffer) -> tuple[list[dict[str, Any]], str, dict[str, Any] | None]:
     transcripts = acts.transcripts
     namespace = (activity.info().workflow_id or "_shared")
     earlier, dropped, depth = await transcripts.read(namespace, inp.conversation)
-    window = _context.window_tokens(inp.model.provider, inp.model.params, inp.context_tokens,
-                                    getattr(getattr(acts.cfg, "llm", None), "num_ctx", None))
+    cfg = acts.cfg
+    window = _context.window_tokens(inp.model.provider, inp.model.params,
+                                    inp.context_tokens or cfg.value("llm.context_tokens"), cfg.llm.num_ctx)
     budget = _context.budget_chars(window, _reply_budget(inp), _tools_chars(inp))
+    strategy = cfg.value("llm.context_strategy")
     whole = earlier + inp.messages
-    fitted = _context.fit(whole, dropped, budget)
+    fitted = _context.fit(whole, dropped, budget if strategy != "fail" else 1 << 62)
+    if strategy == "fail" and fitted.total > budget:
+        raise _too_large(fitted.total, window, "the conversation", strategy)
     extra: dict[str, Any] | None = None
     if fitted.fits:
         key = await transcripts.write(namespace, inp.conversation, depth, earlier, inp.messages, fitted.dropped)
+    elif strategy == "drop":
+        raise _too_large(fitted.total, window, "the conversation, its old tool outputs dropped,", strategy)
     else:
         whole, extra = await _summarise(acts, inp, whole, budget, window, events)
         fitted = _context.fit(whole, 0, budget)

@@ -81,8 +81,18 @@ def read_calls(script: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+_LOADED: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
+
+
 def _load(path: Path) -> dict[str, Any]:
+    """The script, parsed once per version of the file (a long script is read on every call otherwise)."""
+    st = path.stat()
+    version = (st.st_mtime_ns, st.st_size)
+    hit = _LOADED.get(str(path))
+    if hit is not None and hit[0] == version:
+        return hit[1]
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    _LOADED[str(path)] = (version, data)
     return data
 
 
@@ -96,7 +106,8 @@ def _record_call(log: Path, step: int, messages: list[dict[str, Any]] | None = N
     with open(log, "a+", encoding="utf-8") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         fh.seek(0)
-        attempt = sum(1 for line in fh if line.strip() and json.loads(line)["step"] == step)
+        prefix = f'{{"step": {step}, '  # each line starts so (json.dumps of the entry below, step first)
+        attempt = sum(1 for line in fh if line.startswith(prefix))
         entry: dict[str, Any] = {"step": step, "pid": os.getpid(), "attempt": attempt}
         if messages is not None:
             entry["messages"] = messages

@@ -18,6 +18,8 @@ the provider's known window (``WINDOWS``), else 128,000 tokens.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +70,47 @@ def _dropped_note(m: dict[str, Any]) -> dict[str, Any]:
             "content": f"[this output ({chars} characters) was dropped to fit the model's context window]"}
 
 
+class Memo:
+    """What one runner already worked out about a message (its size, its dropped note, its LangChain form), by
+    identity: a long conversation's messages are the same objects from one call to the next (the transcript
+    cache shares them), so each step works out only what is new. Bounded (least recently used go first)."""
+
+    def __init__(self, kept: int = 0) -> None:
+        self.kept = kept
+        self._by_id: OrderedDict[int, list[Any]] = OrderedDict()
+
+    def _entry(self, m: dict[str, Any]) -> list[Any]:
+        entry = self._by_id.get(id(m))
+        if entry is None or entry[0] is not m:
+            entry = [m, None, None, None]
+            if self.kept:
+                self._by_id[id(m)] = entry
+                while len(self._by_id) > self.kept:
+                    self._by_id.popitem(last=False)
+        elif self.kept:
+            self._by_id.move_to_end(id(m))
+        return entry
+
+    def size(self, m: dict[str, Any]) -> int:
+        entry = self._entry(m)
+        if entry[1] is None:
+            entry[1] = size(m)
+        return int(entry[1])
+
+    def note(self, m: dict[str, Any]) -> dict[str, Any]:
+        entry = self._entry(m)
+        if entry[2] is None:
+            entry[2] = _dropped_note(m)
+        note: dict[str, Any] = entry[2]
+        return note
+
+    def converted(self, m: dict[str, Any], convert: Callable[[dict[str, Any]], Any]) -> Any:
+        entry = self._entry(m)
+        if entry[3] is None:
+            entry[3] = convert(m)
+        return entry[3]
+
+
 @dataclass
 class Fitted:
     messages: list[dict[str, Any]]
@@ -77,9 +120,10 @@ class Fitted:
     fits: bool
 
 
-def fit(messages: list[dict[str, Any]], dropped: int, budget: int) -> Fitted:
+def fit(messages: list[dict[str, Any]], dropped: int, budget: int, memo: Memo | None = None) -> Fitted:
     """Drop the oldest tool outputs (at least ``dropped`` of them) until the messages fit ``budget``."""
-    sizes = [size(m) for m in messages]
+    memo = memo or Memo()
+    sizes = [memo.size(m) for m in messages]
     total = sum(sizes)
     protected = _last_step_start(messages)
     tools = [i for i, m in enumerate(messages) if m.get("role") == "tool" and i < protected]
@@ -88,8 +132,8 @@ def fit(messages: list[dict[str, Any]], dropped: int, budget: int) -> Fitted:
     for i in tools:
         if count >= dropped and total - freed <= budget:
             break
-        note = _dropped_note(messages[i])
-        freed += sizes[i] - size(note)
+        note = memo.note(messages[i])
+        freed += sizes[i] - memo.size(note)
         out[i] = note
         count += 1
     sent = total - freed

@@ -7,25 +7,35 @@ from typing import Any
 
 from .params import ToolSchema
 
+MEMO_CHARS = 4096
 
-def to_langchain(messages: list[dict[str, Any]]) -> list[Any]:
+
+def to_langchain(messages: list[dict[str, Any]], memo: Any = None) -> list[Any]:
+    """LangChain messages for ``messages`` (``memo``: a ``_context.Memo`` that keeps each conversion)."""
+    if memo is None:
+        converted = [one_to_langchain(m) for m in messages]
+    else:  # a long text (a tool output loaded for this call) is not kept: its dict is new on every call
+        converted = [one_to_langchain(m) if len(str(m.get("content") or "")) > MEMO_CHARS
+                     else memo.converted(m, one_to_langchain) for m in messages]
+    return [m for m in converted if m is not None]
+
+
+def one_to_langchain(m: dict[str, Any]) -> Any:
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
-    out: list[Any] = []
-    for m in messages:
-        role, content = m.get("role"), m.get("content") or ""
-        if role == "system":
-            out.append(SystemMessage(content=content))
-        elif role == "user":
-            out.append(HumanMessage(content=content))
-        elif role == "assistant":
-            calls = [{"id": c["id"], "name": c["name"], "args": c.get("args") or {}, "type": "tool_call"}
-                     for c in m.get("tool_calls") or []]
-            out.append(AIMessage(content=content, tool_calls=calls))
-        elif role == "tool":
-            out.append(ToolMessage(content=content, tool_call_id=m["tool_call_id"], name=m.get("name"),
-                                   status="error" if m.get("is_error") else "success"))
-    return out
+    role, content = m.get("role"), m.get("content") or ""
+    if role == "system":
+        return SystemMessage(content=content)
+    if role == "user":
+        return HumanMessage(content=content)
+    if role == "assistant":
+        calls = [{"id": c["id"], "name": c["name"], "args": c.get("args") or {}, "type": "tool_call"}
+                 for c in m.get("tool_calls") or []]
+        return AIMessage(content=content, tool_calls=calls)
+    if role == "tool":
+        return ToolMessage(content=content, tool_call_id=m["tool_call_id"], name=m.get("name"),
+                           status="error" if m.get("is_error") else "success")
+    return None
 
 
 def _text(content: Any) -> str:

@@ -50,7 +50,7 @@ async def build_prompt(acts: Any, inp: ModelCallInput,
     budget = _context.budget_chars(window, _reply_budget(inp), _tools_chars(inp))
     strategy = cfg.value("llm.context_strategy")
     whole = earlier + inp.messages
-    fitted = _context.fit(whole, dropped, budget if strategy != "fail" else 1 << 62)
+    fitted = _context.fit(whole, dropped, budget if strategy != "fail" else 1 << 62, transcripts.memo)
     if strategy == "fail" and fitted.total > budget:
         raise _too_large(fitted.total, window, "the conversation", strategy)
     extra: dict[str, Any] | None = None
@@ -60,7 +60,7 @@ async def build_prompt(acts: Any, inp: ModelCallInput,
         raise _too_large(fitted.total, window, "the conversation, its old tool outputs dropped,", strategy)
     else:
         whole, extra = await _summarise(acts, inp, whole, budget, window, events)
-        fitted = _context.fit(whole, 0, budget)
+        fitted = _context.fit(whole, 0, budget, transcripts.memo)
         if not fitted.fits:
             raise ApplicationError(
                 f"the conversation's last step alone is about {int(fitted.total / _context.CHARS_PER_TOKEN)} tokens, "

@@ -20,12 +20,15 @@ from collections import OrderedDict
 from typing import Any
 
 from ..blobs import BlobStore
+from ._context import Memo
 
 INLINE_CHARS = 2048
 """Tool outputs up to this many characters stay in history; longer ones are stored and referred to."""
 PREVIEW_CHARS = 400
 FLATTEN_EVERY = 32
 CACHED = 256
+MEMO_KEPT = 8192
+"""Messages whose size, dropped note and LangChain form a runner keeps (``_context.Memo``)."""
 
 
 def preview(text: str, key: str) -> str:
@@ -38,6 +41,7 @@ class Transcripts:
 
     def __init__(self, store: BlobStore) -> None:
         self.store = store
+        self.memo = Memo(MEMO_KEPT)
         self._flat: OrderedDict[str, tuple[list[dict[str, Any]], int, int]] = OrderedDict()
 
     def _remember(self, key: str, messages: list[dict[str, Any]], dropped: int, depth: int) -> None:

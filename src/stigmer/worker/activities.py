@@ -203,7 +203,7 @@ class Activities:
             model = model.bind_tools(tool_specs(inp.tools))
         merged: Any = None
         async with _heartbeating(_beat_interval()):
-            stream = model.astream(to_langchain(messages)).__aiter__()
+            stream = model.astream(to_langchain(messages, self.transcripts.memo if inp.by_ref else None)).__aiter__()
             while True:
                 try:
                     async with asyncio.timeout(inp.stall_timeout):

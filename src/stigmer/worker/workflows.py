@@ -12,6 +12,10 @@ on the runner that picked the execution up, announced as ``model_resolved``; inp
 tool calls (each after its approval, when the agent's policy asks for one) -> model call ... until
 a final answer, ``max_steps`` model calls, a loop, a budget, or cancellation (the ``cancel`` signal
 or a Temporal cancel request). Approvals are decided with the ``decide_approval`` Update.
+
+A long run continues as new between steps (``Tunables.can_after_steps``, or when Temporal suggests it) with
+``ExecutionInput.carry``: the same workflow id, so the same execution, going on from the step it was on with
+its conversation by reference (docs/LONG_RUNS.md).
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class AgentWorkflow(ApprovalHandlers):
         if inp.carry is not None:  # this run continues an earlier one of the same execution
             conv = Conversation.carried(inp.carry["conversation"])
             self._always_allow.update(inp.carry.get("always_allow") or [])
+            self._cancel_requested = self._cancel_requested or bool(inp.carry.get("cancel_requested"))
         else:
             conv = Conversation.start(str(inp.agent.get("instructions", "")), workflow.patched(REFS_PATCH))
         turn = self._turn = Turn(ctx, conv, self._always_allow)
@@ -84,7 +89,9 @@ class AgentWorkflow(ApprovalHandlers):
             out = await turn.run(inp.message, ModelChoice(inp.model, inp.model_name, inp.model_source))
         except ContinueAsNew:
             await workflow.wait_condition(workflow.all_handlers_finished)
-            carry = {**turn.carry(), "always_allow": sorted(self._always_allow)}
+            # A cancel that came while handlers finished goes with it: the next run ends at once, as cancelled.
+            carry = {**turn.carry(), "always_allow": sorted(self._always_allow),
+                     "cancel_requested": self._cancel_requested}
             workflow.continue_as_new(dataclasses.replace(inp, model=turn.model, carry=carry))
         if out.status == "failed":
             raise ApplicationError(out.error, type="AgentFailed", non_retryable=True)

@@ -1,6 +1,7 @@
 """Run every benchmark in this folder, one after the other, and print their tables.
 
-Usage: python bench/run_all.py [NAME ...]   (names like ``cli``, ``providers``, ``runner``, ``local``, ``sessions``)
+Usage: python bench/run_all.py [NAME ...]   (names like ``cli``, ``providers``, ``runner``, ``local``, ``sessions``,
+``long_runs``)
 Each benchmark measures its own baseline in the same run and prints the ratio.
 """
 

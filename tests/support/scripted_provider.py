@@ -19,7 +19,9 @@ is how tests prove a completed model call was not repeated, and how ``fail.times
 ``delay_attempts`` count attempts across worker processes. ``delay`` (seconds, before the
 first token) lets a test kill a worker mid model call; with no delay the model has zero latency.
 ``response_metadata`` is sent on a last chunk, where real providers put the stop reason
-(``finish_reason: length`` is a reply cut at the token limit).
+(``finish_reason: length`` is a reply cut at the token limit). ``"record": false`` keeps no log (every
+call is attempt 0): the log is read whole on each call, so a benchmark that makes thousands of calls
+with one script would otherwise measure the scripted model's own file I/O, growing with every call.
 
 Usage: a step's ``"usage": {"input_tokens": 120, "output_tokens": 30, "cached_tokens": 100}`` (or the
 script's top-level ``"usage"``, for every step without its own) is reported on the last chunk as LangChain's
@@ -131,7 +133,7 @@ class ScriptedChatModel(BaseChatModel):
             step = steps[-1] if script.get("repeat_last") else {"content": "(the script has no more replies)"}
         else:
             step = steps[index]
-        attempt = _record_call(_log_path(path, script), index)
+        attempt = _record_call(_log_path(path, script), index) if script.get("record", True) else 0
         fail = step.get("fail")
         if fail and attempt < int(fail.get("times", 1)):
             raise ScriptedFailure(int(fail.get("status", 500)), str(fail.get("message", "scripted failure")),

@@ -112,11 +112,21 @@ async def latency(b: Bench, runs: int) -> tuple[float, float]:
 
 
 class Rounds:
-    """Throughput rounds, alternating: the rates of each side and the ratio of each round (agent / bare)."""
+    """Throughput rounds, alternating: the rates of each side and the ratio of each round (agent / bare).
 
-    def __init__(self, bare: list[float], agent: list[float]) -> None:
-        self.bare, self.agent = bare, agent
+    Also the CPU each side spent per workflow (this process: both workers and the client; and the Temporal
+    server), which the machine's other load disturbs less than the rates: on 2 shared cores the rates of one
+    configuration have varied 2x between rounds.
+    """
+
+    def __init__(self, bare: list[float], agent: list[float], cpu: dict[str, list[tuple[float, float]]]) -> None:
+        self.bare, self.agent, self.cpu = bare, agent, cpu
         self.ratios = [a / b for b, a in zip(bare, agent, strict=True)]
+
+    def cpu_cell(self, side: str) -> str:
+        here = statistics.median(c[0] for c in self.cpu[side])
+        server = statistics.median(c[1] for c in self.cpu[side])
+        return f"{here:.1f} + {server:.1f} = {here + server:.1f}"
 
     @property
     def ratio(self) -> float:
@@ -127,19 +137,32 @@ class Rounds:
         return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
 
 
-async def throughput(b: Bench, n: int, bare_steps: int, script: str, rounds: int) -> Rounds:
-    async def rate(make: Any) -> float:
-        start = time.perf_counter()
-        await asyncio.gather(*(make() for _ in range(n)))
-        return n / (time.perf_counter() - start)
+def _cpu_s(procs: list[Any]) -> float:
+    return sum(t.user + t.system for t in (p.cpu_times() for p in procs))
 
-    await rate(lambda: b.bare(bare_steps))  # warm-up round for both: server caches, worker caches
-    await rate(lambda: b.agent(script, tools=True))
+
+async def throughput(b: Bench, n: int, bare_steps: int, script: str, rounds: int, server_pid: int) -> Rounds:
+    import psutil
+
+    here, server = [psutil.Process()], [psutil.Process(server_pid), *psutil.Process(server_pid).children(True)]
+    cpu: dict[str, list[tuple[float, float]]] = {"bare": [], "agent": []}
+
+    async def rate(make: Any, side: str) -> float:
+        start, cpu_here, cpu_server = time.perf_counter(), _cpu_s(here), _cpu_s(server)
+        await asyncio.gather(*(make() for _ in range(n)))
+        elapsed = time.perf_counter() - start
+        cpu[side].append(((_cpu_s(here) - cpu_here) * 1000 / n, (_cpu_s(server) - cpu_server) * 1000 / n))
+        return n / elapsed
+
+    await rate(lambda: b.bare(bare_steps), "bare")  # warm-up round for both: server caches, worker caches
+    await rate(lambda: b.agent(script, tools=True), "agent")
+    cpu["bare"].clear()
+    cpu["agent"].clear()
     bare, agent = [], []
     for _ in range(rounds):
-        bare.append(await rate(lambda: b.bare(bare_steps)))
-        agent.append(await rate(lambda: b.agent(script, tools=True)))
-    return Rounds(bare, agent)
+        bare.append(await rate(lambda: b.bare(bare_steps), "bare"))
+        agent.append(await rate(lambda: b.agent(script, tools=True), "agent"))
+    return Rounds(bare, agent, cpu)
 
 
 def _rss_mb(pid: int) -> float:
@@ -204,8 +227,8 @@ async def main_async(args: argparse.Namespace) -> None:
             if "latency" in only:
                 lat = await latency(b, args.runs)
             if "throughput" in only:
-                thr3 = await throughput(b, args.concurrency, 3, "three", args.rounds)
-                thr5 = await throughput(b, args.concurrency, 5, "three_models", args.rounds)
+                thr3 = await throughput(b, args.concurrency, 3, "three", args.rounds, server.process.pid)
+                thr5 = await throughput(b, args.concurrency, 5, "three_models", args.rounds, server.process.pid)
         stop.set()
         await agent_worker
         if "memory" in only:
@@ -227,6 +250,10 @@ def _report(lat: tuple[float, float] | None, thr3: Rounds | None, thr5: Rounds |
         if rounds is not None:
             print(f"| {n} concurrent, {label}, workflows/s, median ({r} alternating rounds: min–max) | "
                   f"{Rounds.cell(rounds.bare)} | {Rounds.cell(rounds.agent)} | {Rounds.cell(rounds.ratios, '.2f')}x |")
+    for label, rounds in (("3 activities", thr3), ("5 activities", thr5)):
+        if rounds is not None:
+            print(f"| {label}: CPU ms per workflow, this process (workers, client) + Temporal server, median | "
+                  f"{rounds.cpu_cell('bare')} | {rounds.cpu_cell('agent')} | |")
     if mem is not None:
         print(f"| runner RSS, MiB: warm and idle / {n} executions in flight | {mem[0]:.0f} | {mem[1]:.0f} | "
               f"+{(mem[1] - mem[0]) * 1024 / n:.0f} KiB per execution |")
@@ -238,7 +265,7 @@ def _report(lat: tuple[float, float] | None, thr3: Rounds | None, thr5: Rounds |
             print(f"{name} throughput target >= 0.9x: {'met' if rounds.ratio >= 0.9 else 'NOT met'} "
                   f"({rounds.ratio:.2f}x)")
     print(json.dumps({"latency_ms": lat, "rss_mib": mem,
-                      **{f"throughput_{k}": {"bare": v.bare, "agent": v.agent, "ratios": v.ratios}
+                      **{f"throughput_{k}": {"bare": v.bare, "agent": v.agent, "ratios": v.ratios, "cpu_ms": v.cpu}
                          for k, v in (("3", thr3), ("5", thr5)) if v is not None}}))
 
 

@@ -26,38 +26,17 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio import activity, workflow
-
 
 def _import_paths() -> None:
-    """The repo root (for tests.support) and this folder (to import this module by name). Not at import time:
-    the workflow sandbox re-imports this module and refuses filesystem access there."""
+    """The repo root (for tests.support) and this folder (the baseline's workflow module is imported by name). Not
+    at import time: the workflow sandbox re-imports modules and refuses filesystem access there."""
     here = Path(__file__).resolve().parent
     for entry in (str(here.parent), str(here)):
         if entry not in sys.path:
             sys.path.insert(0, entry)
-
-
-@activity.defn(name="bench.noop")
-async def noop(arg: str) -> str:
-    return arg
-
-
-@workflow.defn(name="BenchBare")
-class BareWorkflow:
-    """The baseline: ``n`` sequential no-op activities."""
-
-    @workflow.run
-    async def run(self, n: int) -> str:
-        out = ""
-        for i in range(n):
-            out = await workflow.execute_activity("bench.noop", f"step {i}", result_type=str,
-                                                  start_to_close_timeout=timedelta(seconds=60))
-        return out
 
 
 def _scripts(tmp: Path) -> dict[str, str]:
@@ -204,7 +183,7 @@ async def main_async(args: argparse.Namespace) -> None:
     from tests.support.agents import resolve_for, runner_env
     from tests.support.temporal import start_temporal
 
-    import bench_runner  # this module under its own name: the workflow sandbox re-imports it by that name
+    import _bare_workflow  # by its own name (this folder is on sys.path): the workflow sandbox re-imports it
     from stigmer.worker.main import run_worker
 
     tmp = Path(tempfile.mkdtemp(prefix="stigmer-bench-"))
@@ -218,8 +197,8 @@ async def main_async(args: argparse.Namespace) -> None:
         stop, ready = asyncio.Event(), asyncio.Event()
         agent_worker = asyncio.create_task(run_worker(cfg, stop, client=client, ready=ready))
         await ready.wait()
-        bare_worker = Worker(client, task_queue=bare_q, workflows=[bench_runner.BareWorkflow],
-                             activities=[bench_runner.noop], max_concurrent_activities=200)
+        bare_worker = Worker(client, task_queue=bare_q, workflows=[_bare_workflow.BareWorkflow],
+                             activities=[_bare_workflow.noop], max_concurrent_activities=200)
         b = Bench(client, tmp, bare_q, agent_q)
         only = set(args.only.split(","))
         lat = thr3 = thr5 = mem = None

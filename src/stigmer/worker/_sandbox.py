@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import threading
 from typing import Any
 
 log = logging.getLogger("stigmer.worker")
@@ -31,7 +30,6 @@ def _compiled(code: str) -> Any:
 def _instance_class() -> type | None:
     """A subclass of the SDK's sandboxed instance whose ``_run_code`` execs cached code objects, or None."""
     try:
-        import temporalio.workflow
         from temporalio.worker.workflow_sandbox import _runner
     except ImportError:
         return None
@@ -43,18 +41,8 @@ def _instance_class() -> type | None:
 
     class CompiledOnceInstance(base):  # type: ignore[misc, valid-type]
         def _run_code(self, code: str, **extra_globals: Any) -> None:
-            # The body of the SDK's _run_code (temporalio 1.35), with exec given a code object compiled once.
-            for k, v in extra_globals.items():
-                self.globals_and_locals[k] = v
-            try:
-                temporalio.workflow.unsafe._set_in_sandbox(True)
-                self._current_thread_id: int | None = threading.get_ident()
-                exec(_compiled(code), self.globals_and_locals, self.globals_and_locals)
-            finally:
-                temporalio.workflow.unsafe._set_in_sandbox(False)
-                self._current_thread_id = None
-                for k in extra_globals:
-                    self.globals_and_locals.pop(k, None)
+            # The SDK's own _run_code, which hands ``code`` to exec: a code object runs as its source would.
+            super()._run_code(_compiled(code), **extra_globals)
 
     return CompiledOnceInstance
 

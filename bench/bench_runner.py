@@ -252,7 +252,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--concurrency", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=5, help="alternating throughput rounds per row")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating throughput rounds per row")
     parser.add_argument("--only", default="latency,throughput,memory", help="comma-separated parts to run")
     _import_paths()
     asyncio.run(main_async(parser.parse_args()))

@@ -51,7 +51,7 @@ def _script(root: Path) -> str:
     steps: list[dict[str, Any]] = [{"content": "", "tool_calls": [{"name": "read_file",
                                                                     "args": {"path": f"f{i:04d}.txt"}}]}
                                    for i in range(STEPS)]
-    return write_script(root / "s.json", [*steps, {"content": f"read {STEPS} files"}])
+    return write_script(root / "s.json", [*steps, {"content": f"read {STEPS} files"}], cache=True)
 
 
 async def _runs(client: Client, workflow_id: str) -> list[WorkflowHistory]:
@@ -134,7 +134,7 @@ async def test_a_session_of_500_turns_continues_as_new_and_its_last_turn_sees_th
 
     turns = 500
     # The scripted model answers by the number of its own answers it is sent: turn k's answer proves it saw k - 1.
-    script = write_script(tmp_path / "s.json", [{"content": f"answer {k}"} for k in range(1, turns + 1)])
+    script = write_script(tmp_path / "s.json", [{"content": f"answer {k}"} for k in range(1, turns + 1)], cache=True)
     inp = session_input(script)
     async with worker_in_process(runner_env(temporal_server.address, queue, collector.env()), monkeypatch):
         handle = await start_session(client, inp, queue)

@@ -22,6 +22,9 @@ first token) lets a test kill a worker mid model call; with no delay the model h
 A call asking for a summary (the runner's ``SUMMARY_PROMPT``, when a conversation outgrows the context
 window) gets the script's top-level ``"summary"`` and is not logged. ``response_metadata`` is sent on a last
 chunk, where real providers put the stop reason (``finish_reason: length`` is a reply cut at the token limit).
+``"record": false`` keeps no log (every call is attempt 0): the log is read whole on each call, so a benchmark
+that makes thousands of calls with one script would otherwise measure the scripted model's own file I/O, growing
+with every call. ``"cache": true`` (long scripts) parses the script once per version of the file.
 
 Usage: a step's ``"usage": {"input_tokens": 120, "output_tokens": 30, "cached_tokens": 100}`` (or the
 script's top-level ``"usage"``, for every step without its own) is reported on the last chunk as LangChain's
@@ -85,14 +88,16 @@ _LOADED: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
 
 
 def _load(path: Path) -> dict[str, Any]:
-    """The script, parsed once per version of the file (a long script is read on every call otherwise)."""
+    """The script. Read on every call (tests rewrite scripts between calls), except a ``"record": false`` or
+    ``"cache": true`` script (benchmarks, long runs), parsed once per version of the file."""
     st = path.stat()
-    version = (st.st_mtime_ns, st.st_size)
-    hit = _LOADED.get(str(path))
-    if hit is not None and hit[0] == version:
-        return hit[1]
+    key, version = str(path), (st.st_mtime_ns, st.st_size)
+    cached = _LOADED.get(key)
+    if cached is not None and cached[0] == version:
+        return cached[1]
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    _LOADED[str(path)] = (version, data)
+    if data.get("record", True) is False or data.get("cache"):
+        _LOADED[key] = (version, data)
     return data
 
 
@@ -142,7 +147,9 @@ class ScriptedChatModel(BaseChatModel):
 
     def bind_tools(self, tools: Sequence[Any], *, tool_choice: str | None = None,
                    **kwargs: Any) -> Runnable[Any, AIMessage]:
-        return self.model_copy(update={"tools": [t if isinstance(t, dict) else {"tool": str(t)} for t in tools]})
+        # Bound as real providers bind them (a RunnableBinding around this model, so LangChain's per-model
+        # caches hold); a copy per call would cost each call a fresh serialization of the model.
+        return self.bind(tools=[t if isinstance(t, dict) else {"tool": str(t)} for t in tools])
 
     def _plan(self, messages: list[BaseMessage]) -> tuple[dict[str, Any], float, dict[str, Any], int]:
         path = Path(self.script)
@@ -156,8 +163,9 @@ class ScriptedChatModel(BaseChatModel):
             step = steps[-1] if script.get("repeat_last") else {"content": "(the script has no more replies)"}
         else:
             step = steps[index]
-        attempt = _record_call(_log_path(path, script), index,
-                               _plain(messages) if script.get("record_messages") else None)
+        attempt = (_record_call(_log_path(path, script), index,
+                                _plain(messages) if script.get("record_messages") else None)
+                   if script.get("record", True) else 0)
         fail = step.get("fail")
         if fail and attempt < int(fail.get("times", 1)):
             raise ScriptedFailure(int(fail.get("status", 500)), str(fail.get("message", "scripted failure")),

@@ -3,8 +3,7 @@
 Side-effect free and dependency free: workflow code imports it inside Temporal's sandbox.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: see ``stigmer.worker.params`` (the SDK converts this type often).
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,6 +34,6 @@ class ModelSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+    def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
         return cls(provider=data["provider"], model=data["model"], base_url=data.get("base_url"),
                    params=dict(data.get("params") or {}), reason=data.get("reason", ""))

@@ -43,16 +43,10 @@ def warm_up() -> None:
 
 
 def _workflow_runner() -> Any:
-    """Temporal's sandbox, with stigmer's own modules passed through.
+    """Temporal's sandbox, with stigmer's own modules passed through (see :func:`._sandbox.workflow_runner`)."""
+    from ._sandbox import workflow_runner
 
-    The sandbox re-imports every module a workflow uses, for each workflow it keeps in memory: ~360 KiB per
-    cached session, most of it fresh copies of stigmer's modules. Those modules hold no mutable state at module
-    level and the workflow code reads no clock and does no I/O (tests replay saved histories to hold it so), so
-    one shared copy is safe; the standard library stays restricted as before (~115 KiB per cached session).
-    """
-    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
-
-    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("stigmer"))
+    return workflow_runner()
 
 
 def describe(cfg: Any) -> str:

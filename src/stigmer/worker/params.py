@@ -7,8 +7,8 @@ assistant message may hold ``tool_calls: [{"id", "name", "args"}]``; a tool mess
 LangChain.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: the SDK reads these types with ``get_type_hints`` on every payload it
+# converts, and string annotations are parsed and evaluated again each time (~0.3 ms of a model call's input).
 from dataclasses import dataclass, field
 from typing import Any
 

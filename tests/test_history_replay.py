@@ -22,6 +22,7 @@ from temporalio.worker import Replayer
 
 from stigmer.blobs.codec import BlobCodec, data_converter
 from stigmer.blobs.store import LocalBlobStore
+from stigmer.worker.main import _workflow_runner
 from stigmer.worker.session import SessionWorkflow
 from stigmer.worker.workflows import AgentWorkflow
 from tests.support.agents import (
@@ -48,10 +49,13 @@ SAVED = sorted(HISTORIES.glob("*.json"))
 
 
 def _replayer(blobs: Path | None = None) -> Replayer:
+    """A replayer with the runners' own workflow sandbox (``worker.main._workflow_runner``) and, for a history whose
+    payloads went to the blob store, the codec over its saved blobs."""
+    workflows = [AgentWorkflow, SessionWorkflow]
     if blobs is None:
-        return Replayer(workflows=[AgentWorkflow, SessionWorkflow])
+        return Replayer(workflows=workflows, workflow_runner=_workflow_runner())
     converter = data_converter(None, BlobCodec(LocalBlobStore(blobs), 4096))
-    return Replayer(workflows=[AgentWorkflow, SessionWorkflow], data_converter=converter)
+    return Replayer(workflows=workflows, data_converter=converter, workflow_runner=_workflow_runner())
 
 
 @pytest.mark.parametrize("path", SAVED, ids=[p.stem for p in SAVED])

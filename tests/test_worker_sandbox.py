@@ -1,6 +1,7 @@
 """The runner's workflow sandbox: the SDK's, with its glue code compiled once (``stigmer.worker._sandbox``).
 
-Saved histories replay under it exactly as under the SDK's own runner, the sandbox still refuses what a
+Saved histories replay under it (tests/test_history_replay.py replays every one with this runner), the sandbox
+still refuses what a
 workflow must not do, and with the SDK this project pins the faster instance is the one in use (were the SDK's
 internals to change, the runner would fall back silently and every execution would cost more CPU).
 """
@@ -10,31 +11,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from temporalio import workflow
-from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
 
 from stigmer.worker import _sandbox
 from stigmer.worker.main import _workflow_runner
-from stigmer.worker.workflows import AgentWorkflow
-
-HISTORIES = Path(__file__).parent / "data" / "histories"
 
 
 def test_the_compiled_once_instance_is_in_use_with_this_sdk() -> None:
     runner = _workflow_runner()
     assert type(runner).__name__ == "Runner"
     assert _sandbox._instance_class() is not None
-
-
-@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.name)
-async def test_saved_histories_replay_under_the_runner_sandbox(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
-    await Replayer(workflows=[AgentWorkflow], workflow_runner=_workflow_runner()).replay_workflow(history)
 
 
 @workflow.defn(name="SandboxProbe")

@@ -138,19 +138,6 @@ async def _execute(runner: Runner, tmp: Path, ws: Path, steps: int) -> tuple[Any
     return handle, seconds
 
 
-async def _runs(client: Any, workflow_id: str) -> list[Any]:
-    """Every run of the execution, oldest first."""
-    out = []
-    run_id: str | None = None
-    while True:
-        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-        out.append(history)
-        started = history.events[0].workflow_execution_started_event_attributes
-        if not started.continued_execution_run_id:
-            return out[::-1]
-        run_id = started.continued_execution_run_id
-
-
 def _step_bytes(runs: list[Any]) -> list[int]:
     """Bytes per model call, numbered across runs: from a call's ActivityTaskScheduled event to the next one's
     in the same run, or to the run's end (so a run's last step carries its continue-as-new event). What a run
@@ -181,7 +168,9 @@ async def long_run(address: str, tmp: Path, ws: Path, sink_env: dict[str, str], 
         idle_kib = _proc_kib(runner.proc.pid, "VmRSS")
         handle, seconds = await _execute(runner, tmp, ws, steps)
         peak_kib = _proc_kib(runner.proc.pid, "VmHWM")
-        runs = await _runs(runner.client, handle.id)
+        from tests.support.agents import runs_of
+
+        runs = await runs_of(runner.client, handle.id)
     finally:
         runner.stop()
     per_step = _step_bytes(runs)
@@ -211,7 +200,9 @@ async def overhead(address: str, tmp: Path, ws: Path, sink_env: dict[str, str], 
         try:
             await runner.start(tmp)
             handle, seconds = await _execute(runner, tmp, ws, steps)
-            runs = await _runs(runner.client, handle.id)
+            from tests.support.agents import runs_of
+
+            runs = await runs_of(runner.client, handle.id)
         finally:
             runner.stop()
         out[side] = seconds * 1000 / steps

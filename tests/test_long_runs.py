@@ -23,6 +23,7 @@ from tests.support.agents import (
     EventCollector,
     execution,
     runner_env,
+    runs_of,
     spawn_runner,
     start,
     until,
@@ -54,19 +55,6 @@ def _script(root: Path) -> str:
     return write_script(root / "s.json", [*steps, {"content": f"read {STEPS} files"}], cache=True)
 
 
-async def _runs(client: Client, workflow_id: str) -> list[WorkflowHistory]:
-    """Every run of the execution, newest first (each run's first event names the run it continued)."""
-    out = []
-    run_id: str | None = None
-    while True:
-        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-        out.append(history)
-        started = history.events[0].workflow_execution_started_event_attributes
-        if not started.continued_execution_run_id:
-            return out
-        run_id = started.continued_execution_run_id
-
-
 def _check_histories(runs: list[WorkflowHistory]) -> None:
     for history in runs:
         size = sum(e.ByteSize() for e in history.events)
@@ -84,7 +72,7 @@ async def test_a_thousand_steps_of_64_kb_outputs_complete_with_small_histories(
     async with worker_in_process(runner_env(temporal_server.address, queue, collector.env()), monkeypatch):
         handle = await start(client, inp, queue)
         result = await handle.result()
-        runs = await _runs(client, handle.id)
+        runs = await runs_of(client, handle.id)
     assert (result.status, result.output, result.steps) == ("completed", f"read {STEPS} files", STEPS + 1)
     assert len(read_calls(script)) == STEPS + 1  # no model call was made twice
     _check_histories(runs)
@@ -121,7 +109,7 @@ async def test_a_thousand_steps_survive_runner_kills_at_seeded_random_steps(
                 os.killpg(runner.pid, signal.SIGKILL)
                 runner.wait(timeout=10)
     assert (result.status, result.steps) == ("completed", STEPS + 1)
-    _check_histories(await _runs(client, handle.id))
+    _check_histories(await runs_of(client, handle.id))
     steps_called = {c["step"] for c in read_calls(script)}
     assert steps_called == set(range(STEPS + 1))  # every model call made; a killed one made again at most
 
@@ -143,7 +131,7 @@ async def test_a_session_of_500_turns_continues_as_new_and_its_last_turn_sees_th
             execution_id, _ = await send(handle, f"turn {k}")
             outputs.append((await last_event(collector, execution_id))["data"]["output"])
         state = await handle.query(STATE)
-        runs = await _runs(client, handle.id)
+        runs = await runs_of(client, handle.id)
     assert outputs == [f"answer {k}" for k in range(1, turns + 1)]
     assert [c["step"] for c in read_calls(script)] == list(range(turns))
     assert len(runs) >= 3  # continued as new at least twice (every 100 turns by default)

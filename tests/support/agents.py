@@ -233,3 +233,17 @@ async def sent_to_model(home: Path, workflow_id: str, call: dict[str, Any]) -> l
     transcripts = Transcripts(LocalBlobStore(Path(home) / "blobs"))
     earlier, _, _ = await transcripts.read(workflow_id, call.get("conversation"))
     return await transcripts.contents(workflow_id, earlier + list(call["messages"]))
+
+
+async def runs_of(client: Any, workflow_id: str) -> list[Any]:
+    """Every run's history of a workflow that continued as new, oldest first (each run's first event names the run
+    it continued)."""
+    newest_first = []
+    run_id: str | None = None
+    while True:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        newest_first.append(history)
+        started = history.events[0].workflow_execution_started_event_attributes
+        if not started.continued_execution_run_id:
+            return newest_first[::-1]
+        run_id = started.continued_execution_run_id

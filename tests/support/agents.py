@@ -82,7 +82,8 @@ def execution(script: str, message: str = "go", *, workspace: Path | None = None
 
     return ExecutionInput(execution_id=uuid.uuid4().hex[:12], agent_name="tester", agent=agent(tools, mcp),
                           model=ModelSpec(provider="scripted", model=script, reason="test"), message=message,
-                          workspace=str(workspace or ""), max_steps=max_steps, tunables=Tunables(**tunables))
+                          workspace=str(workspace or ""), max_steps=max_steps, tunables=Tunables(**tunables),
+                          by_ref=True)
 
 
 async def start(client: Any, inp: Any, task_queue: str) -> Any:
@@ -175,7 +176,7 @@ def session_input(script: str, *, workspace: Path | None = None, tools: list[str
 
     model = ModelSpec(provider="scripted", model=script, reason="test")
     inp = SessionInput(session_id=f"s-{uuid.uuid4().hex[:12]}", agent_name="tester", agent=agent(tools, mcp, **spec),
-                       workspace=str(workspace or ""), model=model)
+                       workspace=str(workspace or ""), model=model, by_ref=True)
     if can_after_turns is not None:
         inp.can_after_turns = can_after_turns
     return inp

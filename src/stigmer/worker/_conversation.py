@@ -1,14 +1,17 @@
 """``Conversation``: the messages of an execution or session as workflow code holds them. Deterministic, no I/O.
 
-Since ``stigmer-refs-1`` (``by_ref``), a conversation is a reference plus a short tail: ``ref`` names the
+Since conversations went by reference (``by_ref``, set by the input of every execution and session started
+since), a conversation is a reference plus a short tail: ``ref`` names the
 transcript the model-call activity last stored (its messages up to and including the ones it was sent),
 ``tail`` holds what came after (the model's reply and the tool results it asked for). A model call receives
 ``ref`` and ``tail``, never the whole text, and returns the new ``ref``: each step adds the same few bytes to
 history, whatever the step number. Tool outputs larger than a few KB are not in the tail either: the tool
 activity stores them and the tool message carries ``content_ref`` with a short preview.
 
-Histories recorded before that patch replay with ``by_ref`` false: the tail is then the whole conversation and
-every model call is sent all of it, as it was.
+Histories recorded before replay with ``by_ref`` false (their inputs have no such field): the tail is then the
+whole conversation and every model call is sent all of it, as it was. The switch is a field of the input, not a
+``workflow.patched`` marker: a marker (and the search-attribute upsert the SDK sends with it) on every execution
+cost the Temporal server ~5 ms of CPU each (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-REFS_PATCH = "stigmer-refs-1"
 LOG_KEPT = 500
 """Messages the ``status`` query shows (the most recent; a long run's transcript is in the blob store)."""
 

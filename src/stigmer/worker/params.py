@@ -136,6 +136,9 @@ class ExecutionInput:
     model_name: str | None = None
     model_source: str = "runner"
     max_tokens_total: int | None = None
+    by_ref: bool = False
+    """Conversations go by reference (docs/LONG_RUNS.md): true for every execution started since they do; absent
+    (false) in the inputs of executions started before, which replay and go on as they ran."""
     carry: dict[str, Any] | None = None
     """Set by a continue-as-new only: the running execution's state (conversation reference, step, usage,
     loop counts, tools always allowed); the new run goes on from there, with no new ``model_resolved``."""
@@ -185,6 +188,8 @@ class SessionInput:
     queued: list[TurnRequest] = field(default_factory=list)
     recent: dict[str, dict[str, Any]] = field(default_factory=dict)
     can_after_turns: int = CAN_AFTER_TURNS
+    by_ref: bool = False
+    """As ``ExecutionInput.by_ref``."""
     conversation: dict[str, Any] | None = None
     """The conversation carried by reference (``_conversation.Conversation.carry``); ``messages`` is then empty."""
 
@@ -279,7 +284,7 @@ class ModelCallInput:
     conversation: str | None = None
     """The transcript stored by the previous call (``messages`` come after it); None: ``messages`` are all."""
     by_ref: bool = False
-    """Store the transcript and return its reference as the reply's ``conversation`` (``stigmer-refs-1``)."""
+    """Store the transcript and return its reference as the reply's ``conversation`` (``ExecutionInput.by_ref``)."""
     context_tokens: int = 0
     """``Tunables.context_tokens``."""
 

@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from ..providers import usage as usage_
     from ..providers.spec import ModelSpec
     from ._approval import execution_of
-    from ._conversation import REFS_PATCH, Conversation
+    from ._conversation import Conversation
     from .params import (
         CANCEL_TURN,
         CLOSE,
@@ -157,8 +157,8 @@ class SessionWorkflow(ApprovalHandlers):
 
     @workflow.run
     async def run(self, inp: SessionInput) -> SessionResult:
-        # Decided once per run, before anything else: histories from before references replay as they ran.
-        self._conv.by_ref = workflow.patched(REFS_PATCH)
+        # From the input: sessions started before references (no such field) replay and go on as they ran.
+        self._conv.by_ref = inp.by_ref
         try:
             while True:
                 await workflow.wait_condition(lambda: bool(self._queue) or self._closing)
@@ -225,6 +225,7 @@ class SessionWorkflow(ApprovalHandlers):
         inp = self._inp
         return SessionInput(session_id=inp.session_id, agent_name=inp.agent_name, agent=inp.agent,
                             workspace=inp.workspace, max_steps=inp.max_steps, tunables=inp.tunables, model=self._model,
-                            model_name=inp.model_name, model_source=inp.model_source, conversation=self._conv.carry(),
-                            usage=self._usage, turns=self._turns, always_allow=sorted(self._always_allow),
-                            queued=list(self._queue), recent=self._recent, can_after_turns=inp.can_after_turns)
+                            model_name=inp.model_name, model_source=inp.model_source, by_ref=self._conv.by_ref,
+                            conversation=self._conv.carry(), usage=self._usage, turns=self._turns,
+                            always_allow=sorted(self._always_allow), queued=list(self._queue), recent=self._recent,
+                            can_after_turns=inp.can_after_turns)

@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     # ModelSpec is imported here, not only through params: resolving a dataclass's type hints looks its
     # module up in the sandbox's sys.modules, which holds only the modules passed through explicitly.
     from ..providers.spec import ModelSpec
-    from ._conversation import REFS_PATCH, Conversation
+    from ._conversation import Conversation
     from .params import CANCEL, STATUS, WORKFLOW_NAME, ExecutionInput, ExecutionResult
 
 
@@ -79,7 +79,7 @@ class AgentWorkflow(ApprovalHandlers):
             self._always_allow.update(inp.carry.get("always_allow") or [])
             self._cancel_requested = self._cancel_requested or bool(inp.carry.get("cancel_requested"))
         else:
-            conv = Conversation.start(str(inp.agent.get("instructions", "")), workflow.patched(REFS_PATCH))
+            conv = Conversation.start(str(inp.agent.get("instructions", "")), inp.by_ref)
         turn = self._turn = Turn(ctx, conv, self._always_allow)
         if inp.carry is not None:
             turn.resume(inp.carry)

@@ -107,6 +107,12 @@ def _args_chars(message: dict[str, Any]) -> int:
     return sum(len(json.dumps(c.get("args") or {})) for c in message.get("tool_calls") or [])
 
 
+def reply_budget(params: dict[str, Any]) -> int | None:
+    """The reply budget a model is called with (``num_predict`` is Ollama's name for ``max_tokens``)."""
+    value = params.get("max_tokens", params.get("num_predict"))
+    return value if isinstance(value, int) else None
+
+
 def prompt_chars(messages: list[dict[str, Any]]) -> int:
     """Characters of everything sent to the model (texts and earlier tool-call arguments): what an estimate counts."""
     return sum(len(str(m.get("content") or "")) + _args_chars(m) for m in messages)

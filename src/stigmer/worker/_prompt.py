@@ -16,19 +16,16 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from ..blobs.codec import SHARED
 from ..providers.usage import measure
 from . import _context
+from ._messages import reply_budget
 from .events import EventBuffer
 from .params import ModelCallInput
 
 
 def _tools_chars(inp: ModelCallInput) -> int:
     return sum(len(t.name) + len(t.description) + len(json.dumps(t.parameters)) for t in inp.tools)
-
-
-def _reply_budget(inp: ModelCallInput) -> int | None:
-    value = inp.model.params.get("max_tokens", inp.model.params.get("num_predict"))
-    return value if isinstance(value, int) else None
 
 
 def _too_large(chars: int, window: int, what: str, strategy: str) -> ApplicationError:
@@ -42,12 +39,12 @@ def _too_large(chars: int, window: int, what: str, strategy: str) -> Application
 async def build_prompt(acts: Any, inp: ModelCallInput,
                        events: EventBuffer) -> tuple[list[dict[str, Any]], str, dict[str, Any] | None]:
     transcripts = acts.transcripts
-    namespace = (activity.info().workflow_id or "_shared")
+    namespace = (activity.info().workflow_id or SHARED)
     earlier, dropped, depth = await transcripts.read(namespace, inp.conversation)
     cfg = acts.cfg
     window = _context.window_tokens(inp.model.provider, inp.model.params,
                                     inp.context_tokens or cfg.value("llm.context_tokens"), cfg.llm.num_ctx)
-    budget = _context.budget_chars(window, _reply_budget(inp), _tools_chars(inp))
+    budget = _context.budget_chars(window, reply_budget(inp.model.params), _tools_chars(inp))
     strategy = cfg.value("llm.context_strategy")
     whole = earlier + inp.messages
     fitted = _context.fit(whole, dropped, budget if strategy != "fail" else 1 << 62, transcripts.memo)
@@ -59,7 +56,7 @@ async def build_prompt(acts: Any, inp: ModelCallInput,
     elif strategy == "drop":
         raise _too_large(fitted.total, window, "the conversation, its old tool outputs dropped,", strategy)
     else:
-        whole, extra = await _summarise(acts, inp, whole, budget, window, events)
+        whole, extra = await _summarise(acts, inp, namespace, whole, budget, window, events)
         fitted = _context.fit(whole, 0, budget, transcripts.memo)
         if not fitted.fits:
             raise ApplicationError(
@@ -75,8 +72,8 @@ async def build_prompt(acts: Any, inp: ModelCallInput,
     return await transcripts.contents(namespace, fitted.messages), key, extra
 
 
-async def _summarise(acts: Any, inp: ModelCallInput, whole: list[dict[str, Any]], budget: int, window: int,
-                     events: EventBuffer) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+async def _summarise(acts: Any, inp: ModelCallInput, namespace: str, whole: list[dict[str, Any]], budget: int,
+                     window: int, events: EventBuffer) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Replace the oldest turns by a summary the same model writes; returns the new conversation and its usage."""
     from langchain_core.messages import HumanMessage, SystemMessage
 
@@ -86,7 +83,7 @@ async def _summarise(acts: Any, inp: ModelCallInput, whole: list[dict[str, Any]]
             f"the conversation does not fit the model's context window ({window} tokens) and has no earlier turns "
             "to summarise; use a model with a larger window (llm.num_ctx for local models) or keep tool outputs "
             "smaller (limits.tool_output_chars)", type="ContextWindow", non_retryable=True)
-    older = await acts.transcripts.contents((activity.info().workflow_id or "_shared"), whole[1:cut])
+    older = await acts.transcripts.contents(namespace, whole[1:cut])
     text = _context.transcript_text(older, max(2000, budget // 2))
     model = await acts._chat_model(inp)
     started = time.monotonic()

@@ -25,11 +25,20 @@ from temporalio.exceptions import ApplicationError
 
 from .._aio import cancel_and_wait
 from ..blobs import BlobMissing
+from ..blobs.codec import SHARED
 from ..blobs.store import configured_store
 from ..errors import StigmerError, UserError
 from ..providers import usage as usage_
 from ..providers.usage import measure
-from ._messages import chunk_text, from_langchain, prompt_chars, reply_chars, to_langchain, tool_specs
+from ._messages import (
+    chunk_text,
+    from_langchain,
+    prompt_chars,
+    reply_budget,
+    reply_chars,
+    to_langchain,
+    tool_specs,
+)
 from ._transcript import INLINE_CHARS, Transcripts, preview
 from .events import EventBuffer, EventSink, event
 from .params import (
@@ -70,13 +79,6 @@ async def _heartbeating(every: float) -> AsyncIterator[None]:
         yield
     finally:
         await cancel_and_wait(task)
-
-
-def _max_tokens(inp: ModelCallInput) -> int | None:
-    """The reply budget the model was called with (``num_predict`` is Ollama's name for it)."""
-    params = inp.model.params
-    value = params.get("max_tokens", params.get("num_predict"))
-    return value if isinstance(value, int) else None
 
 
 def _bounded(content: str, limit: int) -> str:
@@ -174,7 +176,7 @@ class Activities:
                 reply["usage"] = usage_.add(reply["usage"], extra)
             events.emit("message", {"step": inp.step, **reply})
             if reply.get("truncated"):
-                events.emit("truncated", {"step": inp.step, "max_tokens": _max_tokens(inp)})
+                events.emit("truncated", {"step": inp.step, "max_tokens": reply_budget(inp.model.params)})
             if conversation is not None:
                 reply["conversation"] = conversation
             return reply
@@ -257,7 +259,7 @@ class Activities:
         finally:
             await asyncio.shield(events.aclose())
         if inp.by_ref and len(content) > INLINE_CHARS:  # history keeps a preview; the model call reads the rest
-            key = await self.transcripts.store_output((activity.info().workflow_id or "_shared"), content)
+            key = await self.transcripts.store_output((activity.info().workflow_id or SHARED), content)
             return ToolResult(call_id=call_id, name=name, content=preview(content, key), is_error=is_error,
                               content_ref=key, chars=len(content))
         return ToolResult(call_id=call_id, name=name, content=content, is_error=is_error)

@@ -10,8 +10,9 @@ import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import ActivitySerializationContext, DataConverter, WorkflowSerializationContext
 
+from stigmer.blobs import BlobMissing
 from stigmer.blobs.codec import ENCODING, SHARED, BlobCodec, BlobReferenceMissing, data_converter, is_reference
-from stigmer.blobs.store import LocalBlobStore, open_store
+from stigmer.blobs.store import LocalBlobStore, blob_key, open_store
 from stigmer.config import resolve
 from stigmer.errors import ConfigError
 
@@ -46,7 +47,7 @@ async def test_a_payload_at_the_threshold_leaves_as_a_small_reference_and_comes_
     assert all(p.ByteSize() < 300 for p in encoded[:2])
     ref = json.loads(encoded[0].data)
     assert ref["ns"] == "stigmer-exec-e1" and ref["size"] == len(big.SerializeToString())
-    assert (tmp_path / "blobs" / "stigmer-exec-e1" / ref["key"][:2] / ref["key"]).is_file()
+    assert (tmp_path / "blobs" / "stigmer-exec-e1" / ref["key"]).is_file()
     decoded = await codec.decode(encoded)
     assert decoded[0] == big and decoded[1] == exact
     assert DataConverter.default.payload_converter.from_payloads([decoded[0]])[0] == "y" * 200_000
@@ -60,6 +61,19 @@ async def test_puts_are_idempotent_and_blob_files_are_private(tmp_path: Path) ->
     files = [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
     assert len(files) == 1
     assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
+
+
+async def test_blobs_stored_in_the_earlier_layout_are_still_read(tmp_path: Path) -> None:
+    """Stores written before 2026-12-03 kept a blob one folder down (``<namespace>/<key[:2]>/<key>``)."""
+    store = LocalBlobStore(tmp_path / "blobs")
+    key = await store.put("wf-1", b"today")
+    assert (tmp_path / "blobs" / "wf-1" / key).read_bytes() == b"today"
+    old = blob_key(b"before")
+    (tmp_path / "blobs" / "wf-1" / old[:2]).mkdir()
+    (tmp_path / "blobs" / "wf-1" / old[:2] / old).write_bytes(b"before")
+    assert await store.get("wf-1", old) == b"before" and await store.get("wf-1", key) == b"today"
+    with pytest.raises(BlobMissing, match="is not in"):
+        await store.get("wf-1", blob_key(b"never stored"))
 
 
 async def test_the_namespace_is_the_owning_workflow_from_the_serialization_context(tmp_path: Path) -> None:

@@ -126,7 +126,8 @@ def _execution(spec: ModelSpec, **tunables: Any) -> Any:
     execution_id = uuid.uuid4().hex[:12]
     tunables = {"retry_initial": 0.1, "retry_max": 1.0, **tunables}
     return ExecutionInput(execution_id=execution_id, agent_name="tester", agent=agent(), model=spec,
-                          message=f"marker-{execution_id}", max_steps=3, tunables=Tunables(**tunables), by_ref=True)
+                          message=f"marker-{execution_id}", max_steps=3, tunables=Tunables(**tunables), by_ref=True,
+                          final_in_call=True)
 
 
 def _anthropic_spec(double: AnthropicDouble) -> ModelSpec:

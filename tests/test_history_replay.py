@@ -1,7 +1,8 @@
 """Executions in flight survive an upgrade: every saved history in tests/data/histories/ replays on today's code.
 
 The saved histories were recorded by earlier versions of the workflows (their names say which: ``pre-refs-``
-before conversations went by reference and payloads left history, ``refs-`` after); the tests here also record
+before conversations went by reference and payloads left history, ``refs-`` after, ``final-`` since a plain run's
+last model call posts its ``completed`` event); the tests here also record
 today's plain run (tool calls and an approval) and session (two turns), replay them, and with
 ``SAVE_HISTORIES=1`` save them under today's tag. A history whose payloads went to the blob store is saved with
 its blobs (``NAME.blobs/``), which the replayer's codec reads as a runner's would.
@@ -44,7 +45,7 @@ from tests.support.scripted_provider import write_script
 pytestmark = pytest.mark.slow
 
 HISTORIES = Path(__file__).parent / "data" / "histories"
-TAG = "refs"  # the tag today's recordings are saved under (SAVE_HISTORIES=1)
+TAG = "final"  # the tag today's recordings are saved under (SAVE_HISTORIES=1)
 SAVED = sorted(HISTORIES.glob("*.json"))
 
 
@@ -67,8 +68,9 @@ async def test_a_saved_history_replays_on_todays_code(path: Path) -> None:
 
 def test_the_saved_histories_cover_plain_runs_and_sessions_of_each_version() -> None:
     names = {p.stem for p in SAVED}
-    assert {"pre-refs-plain-run", "pre-refs-session", "refs-plain-run", "refs-session"} <= names, names
-    assert (HISTORIES / "refs-plain-run.blobs").is_dir()  # its model calls' inputs and outputs are references
+    assert {"pre-refs-plain-run", "pre-refs-session", "refs-plain-run", "refs-session", "final-plain-run"} <= names
+    for name in ("refs-plain-run", "final-plain-run"):  # their model calls' inputs and outputs are references
+        assert (HISTORIES / f"{name}.blobs").is_dir(), name
 
 
 async def _keep(client: Client, workflow_id: str, name: str) -> None:

@@ -45,7 +45,7 @@ def unpinned(message: str = "go", *, name: str | None = None, source: str = "run
     from tests.support.agents import agent
 
     return ExecutionInput(execution_id=uuid.uuid4().hex[:12], agent_name="tester", agent=agent(), message=message,
-                          model_name=name, model_source=source, by_ref=True)
+                          model_name=name, model_source=source, by_ref=True, final_in_call=True)
 
 
 def agent_doc(name: str, **spec: Any) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def run_input(script: str, ws: Path, tools: list[str] | None = None, mcp: list[d
     snapshot = agent(tools if tools is not None else ["workspace"], mcp, **{"approvals": {"mode": "default"}, **spec})
     return ExecutionInput(execution_id=uuid.uuid4().hex[:12], agent_name="tester", agent=snapshot, message="go",
                           workspace=str(ws), model=ModelSpec(provider="scripted", model=script, reason="test"),
-                          max_tokens_total=max_tokens_total, by_ref=True)
+                          max_tokens_total=max_tokens_total, by_ref=True, final_in_call=True)
 
 
 async def replay(handle: Any) -> None:

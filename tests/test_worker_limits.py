@@ -171,7 +171,7 @@ async def test_a_limit_raised_past_64_kib_lets_every_tool_return_more(
 
 
 def _blob(folder: Path, key: str) -> str:
-    return (folder / key[:2] / key).read_text()
+    return (folder / key).read_text()
 
 
 async def test_forty_steps_of_64_kib_outputs_complete_with_the_conversation_by_reference(

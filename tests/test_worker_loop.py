@@ -160,3 +160,29 @@ async def test_a_provider_the_runner_does_not_know_fails_at_once(tmp_path: Path,
         with pytest.raises(WorkflowFailureError) as info:
             await handle.result()
     assert "unknown LLM provider 'nosuch'" in str(info.value.cause)
+
+
+@pytest.mark.parametrize("final_in_call", [True, False], ids=["posted-by-the-last-model-call", "started-before"])
+async def test_one_completed_event_with_the_results_data_however_it_is_posted(
+        final_in_call: bool, tmp_path: Path, temporal_server: Any, client: Client, queue: str,
+        collector: EventCollector, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Since ``final_in_call`` the model call that answers posts ``completed`` (no local activity, no marker in
+    history); an execution started before posts it from the workflow. A person sees the same stream either way."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    script = write_script(tmp_path / "s.json", [{"content": "", "tool_calls": [{"name": "list_files", "args": {}}]},
+                                                {"content": "Nothing here."}])
+    inp = execution(script, workspace=ws, tools=["workspace"])
+    inp.final_in_call = final_in_call
+    async with worker_in_process(runner_env(temporal_server.address, queue, collector.env()), monkeypatch):
+        handle = await start(client, inp, queue)
+        result = await handle.result()
+        history = await handle.fetch_history()
+    wait_for(lambda: any(e["type"] == "completed" for e in collector.of(inp.execution_id)), what="completed event")
+    events = collector.of(inp.execution_id)
+    kinds = [e["type"] for e in events if e["type"] != "token"]
+    assert kinds == ["step_started", "message", "tool_started", "tool_finished", "step_started", "message",
+                     "completed"]
+    assert events[-1]["data"] == {"output": "Nothing here.", "steps": 2, "usage": result.usage}
+    markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
+    assert len(markers) == (0 if final_in_call else 1)

@@ -83,7 +83,7 @@ def execution(script: str, message: str = "go", *, workspace: Path | None = None
     return ExecutionInput(execution_id=uuid.uuid4().hex[:12], agent_name="tester", agent=agent(tools, mcp),
                           model=ModelSpec(provider="scripted", model=script, reason="test"), message=message,
                           workspace=str(workspace or ""), max_steps=max_steps, tunables=Tunables(**tunables),
-                          by_ref=True)
+                          by_ref=True, final_in_call=True)
 
 
 async def start(client: Any, inp: Any, task_queue: str) -> Any:

@@ -58,7 +58,12 @@ class BlobStore(ABC):
 
 
 class LocalBlobStore(BlobStore):
-    """Files under ``root``: ``root/<namespace>/<key[:2]>/<key>``, written atomically (temp file + rename), 0600."""
+    """Files under ``root``: ``root/<namespace>/<key>``, written atomically (temp file + rename), 0600.
+
+    One folder per namespace (an execution or a session: hundreds to thousands of blobs, which a file system's
+    indexed folders hold well). Stores written before 2026-12-03 put a blob one level down, in ``<key[:2]>/``;
+    those are still read (``get_sync``). A namespace's first blob creates its folder; a ``<key[:2]>`` level cost
+    every execution a folder per blob (about 0.3 ms per model call, bench/bench_runner.py)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -67,17 +72,19 @@ class LocalBlobStore(BlobStore):
     def _path(self, namespace: str, key: str) -> Path:
         if not re.fullmatch(r"[0-9a-f]{64}", key):
             raise BlobMissing(f"not a blob key: {key[:80]!r}")
-        return self.root / safe_namespace(namespace) / key[:2] / key
+        return self.root / safe_namespace(namespace) / key
 
     def put_sync(self, namespace: str, data: bytes) -> str:
         key = blob_key(data)
         path = self._path(namespace, key)
-        if path.exists():
+        if os.path.exists(path):
             return key
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix=".blob.", suffix=".tmp", dir=path.parent)
+        try:  # mkstemp creates the file 0600
+            fd, tmp = tempfile.mkstemp(prefix=".blob.", suffix=".tmp", dir=path.parent)
+        except FileNotFoundError:  # the namespace's first blob
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(prefix=".blob.", suffix=".tmp", dir=path.parent)
         try:
-            os.fchmod(fd, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             os.replace(tmp, path)
@@ -88,10 +95,13 @@ class LocalBlobStore(BlobStore):
         return key
 
     def get_sync(self, namespace: str, key: str) -> bytes:
-        try:
-            return self._path(namespace, key).read_bytes()
-        except FileNotFoundError:
-            raise BlobMissing(f"blob {key[:12]}… of {namespace} is not in {self.url}") from None
+        path = self._path(namespace, key)
+        for where in (path, path.parent / key[:2] / key):  # today's place, then the one before 2026-12-03
+            try:
+                return where.read_bytes()
+            except FileNotFoundError:
+                continue
+        raise BlobMissing(f"blob {key[:12]}… of {namespace} is not in {self.url}")
 
     async def put(self, namespace: str, data: bytes) -> str:
         if len(data) > 1 << 20:  # a large write goes to a thread, so the event loop keeps serving heartbeats

@@ -162,7 +162,8 @@ async def prepare_input(state: ApiState, execution_id: str, agent_name: str, mes
     p = await prepare(state, agent_name, model, workspace)
     return ExecutionInput(execution_id=execution_id, agent_name=p.agent_name, agent=p.snapshot, message=message,
                           workspace=p.workspace, max_steps=p.max_steps, model_name=p.model_name,
-                          model_source=p.model_source, max_tokens_total=max_tokens_total, by_ref=True), p.expected
+                          model_source=p.model_source, max_tokens_total=max_tokens_total, by_ref=True,
+                          final_in_call=True), p.expected
 
 
 async def prepare_session(state: ApiState, session_id: str, agent_name: str, model: str | None,

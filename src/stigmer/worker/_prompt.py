@@ -3,14 +3,18 @@
 Reads the transcript the previous call stored, adds what came after it (``ModelCallInput.messages``), fits the
 whole into the model's context window (``_context``: drop the oldest tool outputs, then summarise the oldest
 turns with the same model), stores the new transcript and loads the stored tool outputs that are still sent.
-The transcript is stored before the model is called, under a key derived from its content, so a retried
-attempt stores nothing new and returns the same reference.
+The transcript is stored once the model replied (not at all after a plain run's final answer, which no call
+follows), under a key derived from its content, so a retried attempt stores nothing new and returns the same
+reference.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from temporalio import activity
@@ -36,8 +40,19 @@ def _too_large(chars: int, window: int, what: str, strategy: str) -> Application
         type="ContextWindow", non_retryable=True)
 
 
-async def build_prompt(acts: Any, inp: ModelCallInput,
-                       events: EventBuffer) -> tuple[list[dict[str, Any]], str, dict[str, Any] | None]:
+@dataclass
+class Prompt:
+    """What one model call is sent, and how to store its transcript once the model replied."""
+
+    messages: list[dict[str, Any]]
+    store: Callable[[], Awaitable[str]]
+    """Store the transcript (the conversation up to this call, as fitted) and return its key; a key derived from
+    the content, so a retried attempt stores nothing new. Not called after a plain run's final answer."""
+    extra: dict[str, Any] | None = None
+    """The usage of a summary written for this call (its tokens count too)."""
+
+
+async def build_prompt(acts: Any, inp: ModelCallInput, events: EventBuffer) -> Prompt:
     transcripts = acts.transcripts
     namespace = (activity.info().workflow_id or SHARED)
     earlier, dropped, depth = await transcripts.read(namespace, inp.conversation)
@@ -52,7 +67,7 @@ async def build_prompt(acts: Any, inp: ModelCallInput,
         raise _too_large(fitted.total, window, "the conversation", strategy)
     extra: dict[str, Any] | None = None
     if fitted.fits:
-        key = await transcripts.write(namespace, inp.conversation, depth, earlier, inp.messages, fitted.dropped)
+        store = partial(transcripts.write, namespace, inp.conversation, depth, earlier, inp.messages, fitted.dropped)
     elif strategy == "drop":
         raise _too_large(fitted.total, window, "the conversation, its old tool outputs dropped,", strategy)
     else:
@@ -64,12 +79,12 @@ async def build_prompt(acts: Any, inp: ModelCallInput,
                 f"more than the model's context window ({window} tokens) leaves for it; use a model with a larger "
                 "window (llm.num_ctx for local models) or keep tool outputs smaller (limits.tool_output_chars)",
                 type="ContextWindow", non_retryable=True)
-        key = await transcripts.write(namespace, None, 0, [], whole, fitted.dropped)
+        store = partial(transcripts.write, namespace, None, 0, [], whole, fitted.dropped)
     if fitted.dropped > dropped:
         events.emit("context_trimmed", {"step": inp.step, "dropped_outputs": fitted.dropped - dropped,
                                         "dropped_total": fitted.dropped, "chars_dropped": fitted.chars_dropped,
                                         "window_tokens": window})
-    return await transcripts.contents(namespace, fitted.messages), key, extra
+    return Prompt(await transcripts.contents(namespace, fitted.messages), store, extra)
 
 
 async def _summarise(acts: Any, inp: ModelCallInput, namespace: str, whole: list[dict[str, Any]], budget: int,

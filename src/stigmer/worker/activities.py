@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -60,6 +60,9 @@ from .tools import workspace
 from .tools.builtin import builtin_schemas
 from .tools.mcp import McpFailure, McpPool
 
+if TYPE_CHECKING:
+    from ._prompt import Prompt
+
 log = logging.getLogger("stigmer.worker")
 # Chat models kept built (one per distinct model spec); a runner rarely uses more, and each holds HTTP clients.
 MODELS_KEPT = 16
@@ -79,6 +82,15 @@ async def _heartbeating(every: float) -> AsyncIterator[None]:
         yield
     finally:
         await cancel_and_wait(task)
+
+
+def _final_event(inp: ModelCallInput, reply: dict[str, Any]) -> dict[str, Any]:
+    """The execution's ``completed`` event, as the workflow would post it after this final answer (``_turn``)."""
+    data: dict[str, Any] = {"output": str(reply.get("content") or ""), "steps": inp.step}
+    if reply.get("truncated"):
+        data["truncated"] = True
+    data["usage"] = usage_.add((inp.final or {}).get("usage") or usage_.empty(), reply["usage"])
+    return data
 
 
 def _bounded(content: str, limit: int) -> str:
@@ -162,32 +174,37 @@ class Activities:
         else an estimate marked so, the call's duration and cost), so history, the ``message`` event and the
         workflow's sums all see the same numbers.
         """
+        if inp.toolsets is not None:  # every tool is built in: their schemas are this runner's own
+            inp.tools = builtin_schemas(inp.toolsets)
         events = EventBuffer(self.sink, inp.execution_id)
         attempt = activity.info().attempt
         events.emit("step_started", {"step": inp.step, "attempt": attempt, "model": inp.model.id})
         try:
             started = time.monotonic()
-            messages, conversation, extra = (await self._prompt(inp, events)) if inp.by_ref else (inp.messages,
-                                                                                                  None, None)
+            prompt = (await self._prompt(inp, events)) if inp.by_ref else None
+            messages = prompt.messages if prompt is not None else inp.messages
             merged, reply = await self._stream(inp, messages, events)
             reply["usage"] = measure(merged, inp.model, self.cfg, duration_s=time.monotonic() - started,
                                      prompt_chars=prompt_chars(messages), reply_chars=reply_chars(reply))
-            if extra is not None:  # a summary was written for this call: its tokens count too
-                reply["usage"] = usage_.add(reply["usage"], extra)
+            if prompt is not None and prompt.extra is not None:  # a summary was written for this call: it counts
+                reply["usage"] = usage_.add(reply["usage"], prompt.extra)
             events.emit("message", {"step": inp.step, **reply})
             if reply.get("truncated"):
                 events.emit("truncated", {"step": inp.step, "max_tokens": reply_budget(inp.model.params)})
-            if conversation is not None:
-                reply["conversation"] = conversation
+            final = inp.final is not None and not reply.get("tool_calls")
+            if prompt is not None and not final:
+                reply["conversation"] = await prompt.store()
+            if final:
+                events.emit("completed", _final_event(inp, reply))
+                reply["final_posted"] = True
             return reply
         except Exception as exc:
             raise self._model_failure(exc, inp) from None
         finally:  # even when cancelled: this attempt's events go out before the workflow's last one
             await asyncio.shield(events.aclose())
 
-    async def _prompt(self, inp: ModelCallInput,
-                      events: EventBuffer) -> tuple[list[dict[str, Any]], str, dict[str, Any] | None]:
-        """What the model is sent, the transcript reference to return, and a summary's usage (see ``_context``)."""
+    async def _prompt(self, inp: ModelCallInput, events: EventBuffer) -> Prompt:
+        """What the model is sent, how to store its transcript, and a summary's usage (see ``_context``)."""
         from ._prompt import build_prompt
 
         try:

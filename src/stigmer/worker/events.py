@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -44,9 +45,28 @@ EVENT_TYPES = ("model_resolved", "step_started", "token", "tool_started", "tool_
                "approval_requested", "approval_decided", "completed", "failed")
 
 
+class _Ids:
+    """Event ids: 16 random bytes per process (new after a fork), then a counter. Unique like a uuid4 per event,
+    without reading the system's randomness for each (a runner makes several events per model call)."""
+
+    def __init__(self) -> None:
+        self.reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self._prefix, self._count = uuid.uuid4().hex, itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._count):x}"
+
+
+_ids = _Ids()
+
+
 def event(execution_id: str, type_: str, data: dict[str, Any]) -> dict[str, Any]:
     """One event in the wire shape the daemon stores; ``id`` makes a retried delivery recognisable."""
-    return {"id": uuid.uuid4().hex, "execution_id": execution_id, "type": type_, "data": data, "ts": time.time()}
+    return {"id": _ids.next(), "execution_id": execution_id, "type": type_, "data": data, "ts": time.time()}
 
 
 class EventSink(Protocol):

@@ -142,6 +142,10 @@ class ExecutionInput:
     carry: dict[str, Any] | None = None
     """Set by a continue-as-new only: the running execution's state (conversation reference, step, usage,
     loop counts, tools always allowed); the new run goes on from there, with no new ``model_resolved``."""
+    final_in_call: bool = False
+    """The model call that gives the final answer posts the execution's ``completed`` event itself
+    (``ModelCallInput.final``), where the workflow used to post it from a local activity: true for every execution
+    started since; absent (false) in the inputs of executions started before, which replay as they ran."""
 
 
 @dataclass
@@ -287,6 +291,15 @@ class ModelCallInput:
     """Store the transcript and return its reference as the reply's ``conversation`` (``ExecutionInput.by_ref``)."""
     context_tokens: int = 0
     """``Tunables.context_tokens``."""
+    toolsets: list[str] | None = None
+    """Set when every tool is built in (no MCP server): ``tools`` is empty and the runner makes the schemas of these
+    toolsets itself (``tools.builtin.builtin_schemas``, static data), so history does not carry them on every call."""
+    final: dict[str, Any] | None = None
+    """A plain run's call (``ExecutionInput.final_in_call``): ``{"usage": the execution's usage before this call}``.
+    When the reply is a final answer (no tool calls), the call posts the execution's ``completed`` event after its
+    ``message`` (output, steps = ``step``, usage with this call's added) and says so in the reply
+    (``final_posted``), and, by reference, stores no transcript: no call follows. The daemon stores a terminal event
+    only once Temporal's record agrees with it (``daemon/_verify.py``), so a retried call cannot leave a wrong one."""
 
 
 @dataclass

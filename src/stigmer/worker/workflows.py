@@ -73,7 +73,8 @@ class AgentWorkflow(ApprovalHandlers):
     @workflow.run
     async def run(self, inp: ExecutionInput) -> ExecutionResult:
         ctx = TurnContext(inp.execution_id, inp.agent_name, inp.agent, inp.workspace, inp.max_steps, inp.tunables,
-                          max_tokens_total=inp.max_tokens_total, gate_approvals=True, can_continue=True)
+                          max_tokens_total=inp.max_tokens_total, gate_approvals=True, can_continue=True,
+                          final_in_call=inp.final_in_call)
         if inp.carry is not None:  # this run continues an earlier one of the same execution
             conv = Conversation.carried(inp.carry["conversation"])
             self._always_allow.update(inp.carry.get("always_allow") or [])

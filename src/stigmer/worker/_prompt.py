@@ -3,9 +3,9 @@
 Reads the transcript the previous call stored, adds what came after it (``ModelCallInput.messages``), fits the
 whole into the model's context window (``_context``: drop the oldest tool outputs, then summarise the oldest
 turns with the same model), stores the new transcript and loads the stored tool outputs that are still sent.
-The transcript is stored once the model replied (not at all after a plain run's final answer, which no call
-follows), under a key derived from its content, so a retried attempt stores nothing new and returns the same
-reference.
+The transcript is stored once the model replied, and only when the next call needs it (``_transcript.TAIL_CHARS``:
+never after a plain run's final answer, which no call follows, nor while the messages since the last transcript are
+few), under a key derived from its content, so a retried attempt stores nothing new and returns the same reference.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ class Prompt:
     the content, so a retried attempt stores nothing new. Not called after a plain run's final answer."""
     extra: dict[str, Any] | None = None
     """The usage of a summary written for this call (its tokens count too)."""
+    must_store: bool = False
+    """The fit dropped outputs or a summary replaced turns: the next call must start from this transcript."""
 
 
 async def build_prompt(acts: Any, inp: ModelCallInput, events: EventBuffer) -> Prompt:
@@ -84,7 +86,8 @@ async def build_prompt(acts: Any, inp: ModelCallInput, events: EventBuffer) -> P
         events.emit("context_trimmed", {"step": inp.step, "dropped_outputs": fitted.dropped - dropped,
                                         "dropped_total": fitted.dropped, "chars_dropped": fitted.chars_dropped,
                                         "window_tokens": window})
-    return Prompt(await transcripts.contents(namespace, fitted.messages), store, extra)
+    return Prompt(await transcripts.contents(namespace, fitted.messages), store, extra,
+                  must_store=extra is not None or fitted.dropped > dropped)
 
 
 async def _summarise(acts: Any, inp: ModelCallInput, namespace: str, whole: list[dict[str, Any]], budget: int,

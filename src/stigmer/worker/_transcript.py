@@ -25,6 +25,11 @@ from ._context import Memo
 INLINE_CHARS = 2048
 """Tool outputs up to this many characters stay in history; longer ones are stored and referred to."""
 PREVIEW_CHARS = 400
+TAIL_CHARS = 2048
+"""A model call stores a transcript only once what no transcript holds yet (its input's messages and its reply)
+passes this many characters, or it dropped or summarised something; until then the workflow sends those messages
+again with the next call. So a short run stores none, a long one one every few steps, and a call's input stays
+about this small (under the codec's 4 KB threshold) whatever the step."""
 FLATTEN_EVERY = 32
 CACHED = 256
 MEMO_KEPT = 8192

@@ -39,7 +39,7 @@ from ._messages import (
     to_langchain,
     tool_specs,
 )
-from ._transcript import INLINE_CHARS, Transcripts, preview
+from ._transcript import INLINE_CHARS, TAIL_CHARS, Transcripts, preview
 from .events import EventBuffer, EventSink, event
 from .params import (
     CALL_MODEL,
@@ -82,6 +82,13 @@ async def _heartbeating(every: float) -> AsyncIterator[None]:
         yield
     finally:
         await cancel_and_wait(task)
+
+
+def _unstored(messages: list[dict[str, Any]], reply: dict[str, Any]) -> int:
+    """About the characters history carries of the messages no transcript holds yet (the call's input after the last
+    transcript, and its reply): a stored tool output counts as its preview, the part that is sent again."""
+    return sum(len(str(m.get("content") or "")) + len(json.dumps(m.get("tool_calls") or [], default=str))
+               for m in (*messages, reply))
 
 
 def _final_event(inp: ModelCallInput, reply: dict[str, Any]) -> dict[str, Any]:
@@ -192,7 +199,7 @@ class Activities:
             if reply.get("truncated"):
                 events.emit("truncated", {"step": inp.step, "max_tokens": reply_budget(inp.model.params)})
             final = inp.final is not None and not reply.get("tool_calls")
-            if prompt is not None and not final:
+            if prompt is not None and not final and (prompt.must_store or _unstored(inp.messages, reply) > TAIL_CHARS):
                 reply["conversation"] = await prompt.store()
             if final:
                 events.emit("completed", _final_event(inp, reply))

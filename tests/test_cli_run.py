@@ -237,3 +237,36 @@ def test_ctrl_c_detaches_then_cancel_ends_the_execution_as_cancelled(env: Stack,
     assert code == 1 and last["type"] == "failed" and last["data"]["cancelled"] is True
     code, out, _ = invoke(capsys, "execution", "get", execution_id, "-o", "json")
     assert json.loads(out)["status"] == "cancelled"
+
+
+async def test_a_run_that_continues_as_new_is_one_execution_with_one_stream(
+        env: Stack, temporal_server: TemporalServer) -> None:
+    """Issue 11: a plain run continues as new after 250 model calls (``Tunables.can_after_steps``). Through the API
+    it is still one execution: one record with every step and all the usage, one event stream numbered without a
+    gap, one ``model_resolved`` and one ``completed``."""
+    from temporalio.client import Client
+
+    steps = [{"content": "", "tool_calls": [{"name": "lookup", "args": {"n": i}}]} for i in range(259)]
+    script = write_script(env.scripts / f"long-{uuid.uuid4().hex[:6]}.json", [*steps, {"content": "All looked up."}],
+                          record=False)
+    doc = {"apiVersion": "agentic.stigmer.ai/v1", "kind": "Agent", "metadata": {"name": "long"},
+           "spec": {"instructions": "Look everything up.", "model": f"scripted:{script}", "maxSteps": 300}}
+    async with httpx.AsyncClient(base_url=env.api.url, headers=env.api.headers(), timeout=300) as http:
+        (await http.post("/v1/apply", json={"documents": [doc]})).raise_for_status()
+        execution = (await http.post("/v1/executions", json={"agent": "long", "message": "go"})).json()
+        async with http.stream("GET", f"/v1/executions/{execution['id']}/events") as response:
+            events = [json.loads(line[5:]) async for line in response.aiter_lines() if line.startswith("data:")]
+        final = (await http.get(f"/v1/executions/{execution['id']}")).json()
+    assert (final["status"], final["output"], final["steps"]) == ("completed", "All looked up.", 260)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    types = [e["type"] for e in events]
+    assert types.count("model_resolved") == 1 and types.count("completed") == 1 and types[-1] == "completed"
+    assert [e["data"]["step"] for e in events if e["type"] == "step_started"] == list(range(1, 261))
+    total = events[-1]["data"]["usage"]
+    assert total["model_calls"] == 260  # every call of both runs counted, and the record says the same
+    assert {k: final["usage"][k] for k in ("input_tokens", "output_tokens")} == {
+        k: total[k] for k in ("input_tokens", "output_tokens")}
+    client = await Client.connect(temporal_server.address)
+    history = await client.get_workflow_handle(f"stigmer-exec-{execution['id']}").fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    assert started.continued_execution_run_id  # the run that finished it is not the first

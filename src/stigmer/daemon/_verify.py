@@ -3,9 +3,10 @@
 Runners hold a token that can post events, so a compromised runner (or anything that read its
 environment) could end any execution with a made-up answer. Middle events (tokens, tool calls)
 are stored at once; a terminal one (``completed``, ``failed``, ``cancelled``) posted with the runner
-token waits here in the background. The workflow publishes its last event from a local activity
-just *before* it closes, so the POST cannot wait for the close (the workflow cannot close until
-that activity returns): the answer says ``verifying`` and a task waits, bounded by
+token waits here in the background. An execution's last event is posted just *before* its workflow
+closes (by the model call that gave a plain run's final answer, else by the workflow from a local
+activity), so the POST cannot wait for the close (the workflow cannot close until that activity
+returns): the answer says ``verifying`` and a task waits, bounded by
 ``verify_timeout_s``, for the workflow to close (``handle.result()``, a long poll that returns
 within milliseconds of the close), then:
 

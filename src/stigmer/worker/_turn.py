@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from ..providers.spec import ModelSpec
     from . import _approval, _budget
     from ._conversation import Conversation
+    from ._decode import decoded
     from .params import (
         CALL_MODEL,
         CALL_TOOL,
@@ -345,12 +346,12 @@ class Turn:
             if pending.decision != "approved":
                 return ToolResult(str(call.get("id", "")), name, _approval.refusal(str(pending.decision),
                                                                                    pending.reason), is_error=True)
-        result: ToolResult = await workflow.start_activity(
+        result = await workflow.start_activity(
             CALL_TOOL, ToolCallInput(self.execution_id, step, call, tool, toolset, by_ref=self.conv.by_ref),
-            result_type=ToolResult, start_to_close_timeout=timedelta(seconds=t.tool_timeout),
+            result_type=dict, start_to_close_timeout=timedelta(seconds=t.tool_timeout),
             heartbeat_timeout=timedelta(seconds=t.tool_heartbeat), retry_policy=retry(t, t.tool_max_attempts),
             cancellation_type=_WAIT)
-        return result
+        return decoded(ToolResult, result)  # as the SDK would, faster (_decode)
 
     def _asks(self, call: dict[str, Any], tool: ToolSchema | None) -> tuple[bool, str]:
         """Whether the call waits for a person (a call that cannot run, unknown tool or bad arguments, never does)."""

@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from ..providers.spec import ModelSpec
     from . import _approval, _budget
     from ._conversation import Conversation
-    from ._decode import decoded
+    from ._plain import decoded, plain
     from .params import (
         CALL_MODEL,
         CALL_TOOL,
@@ -279,10 +279,10 @@ class Turn:
             self.step += 1
             self._run_steps += 1
             reply: dict[str, Any] = await self._run(workflow.start_activity(
-                CALL_MODEL, ModelCallInput(self.execution_id, self.step, self.model, list(conv.tail), sent,
-                                           t.model_stall, conversation=conv.ref, by_ref=conv.by_ref,
-                                           context_tokens=t.context_tokens, toolsets=toolsets,
-                                           final={"usage": self.usage} if self.ctx.final_in_call else None),
+                CALL_MODEL, plain(ModelCallInput(self.execution_id, self.step, self.model, list(conv.tail), sent,
+                                                 t.model_stall, conversation=conv.ref, by_ref=conv.by_ref,
+                                                 context_tokens=t.context_tokens, toolsets=toolsets,
+                                                 final={"usage": self.usage} if self.ctx.final_in_call else None)),
                 result_type=dict, start_to_close_timeout=timedelta(seconds=t.model_timeout),
                 heartbeat_timeout=timedelta(seconds=t.model_heartbeat),
                 retry_policy=retry(t, t.model_max_attempts), cancellation_type=_WAIT))
@@ -347,11 +347,11 @@ class Turn:
                 return ToolResult(str(call.get("id", "")), name, _approval.refusal(str(pending.decision),
                                                                                    pending.reason), is_error=True)
         result = await workflow.start_activity(
-            CALL_TOOL, ToolCallInput(self.execution_id, step, call, tool, toolset, by_ref=self.conv.by_ref),
+            CALL_TOOL, plain(ToolCallInput(self.execution_id, step, call, tool, toolset, by_ref=self.conv.by_ref)),
             result_type=dict, start_to_close_timeout=timedelta(seconds=t.tool_timeout),
             heartbeat_timeout=timedelta(seconds=t.tool_heartbeat), retry_policy=retry(t, t.tool_max_attempts),
             cancellation_type=_WAIT)
-        return decoded(ToolResult, result)  # as the SDK would, faster (_decode)
+        return decoded(ToolResult, result)  # as the SDK would, faster (_plain)
 
     def _asks(self, call: dict[str, Any], tool: ToolSchema | None) -> tuple[bool, str]:
         """Whether the call waits for a person (a call that cannot run, unknown tool or bad arguments, never does)."""

@@ -30,7 +30,6 @@ from ..blobs.store import configured_store
 from ..errors import StigmerError, UserError
 from ..providers import usage as usage_
 from ..providers.usage import measure
-from ._decode import decoded
 from ._messages import (
     chunk_text,
     from_langchain,
@@ -40,6 +39,7 @@ from ._messages import (
     to_langchain,
     tool_specs,
 )
+from ._plain import decoded
 from ._transcript import INLINE_CHARS, TAIL_CHARS, Transcripts, preview
 from .events import EventBuffer, EventSink, event
 from .params import (
@@ -181,7 +181,7 @@ class Activities:
         The message carries the call's ``usage`` (``providers.usage.measure``: the provider's own token counts,
         else an estimate marked so, the call's duration and cost), so history, the ``message`` event and the
         workflow's sums all see the same numbers. The input is a ``ModelCallInput`` (taken as a dict and built by
-        ``_decode.decoded``, faster than the SDK's converter).
+        ``_plain.decoded``, faster than the SDK's converter).
         """
         inp = decoded(ModelCallInput, payload)
         if inp.toolsets is not None:  # every tool is built in: their schemas are this runner's own

@@ -1,5 +1,6 @@
-"""``worker._decode.decoded`` builds the hot activities' inputs (and tool results) exactly as the SDK's converter
-would, from the same payloads, and takes inputs from other versions (a field added or not yet there)."""
+"""``worker._plain``: the hot activities' inputs (and tool results) go to the same payloads, and come back as the
+same dataclasses, as through the SDK's converter; inputs from other versions (a field added or not yet there)
+decode."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from temporalio.converter import DataConverter
 
 from stigmer.providers.spec import ModelSpec
-from stigmer.worker._decode import decoded
+from stigmer.worker._plain import decoded, plain
 from stigmer.worker.params import ModelCallInput, ToolCallInput, ToolResult, ToolSchema, ToolsetInput
 from stigmer.worker.tools.builtin import builtin_schemas
 
@@ -34,6 +35,7 @@ def test_nested_dataclasses_lists_and_optionals_decode_as_the_sdk_does() -> None
                   ToolResult("c1", "read_file", "text", content_ref="b" * 64, chars=9000)):
         sdk, fast = _both(value)
         assert fast == sdk == value and type(fast) is type(value)
+        assert CONVERTER.to_payloads([plain(value)]) == CONVERTER.to_payloads([value])
     built = _both(call)[1]
     assert isinstance(built.model, ModelSpec) and all(isinstance(t, ToolSchema) for t in built.tools)
 

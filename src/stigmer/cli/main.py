@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "usage": ("stigmer.cli.usage", "usage", "Tokens and cost used, summed by agent, model or session."),
     "config": ("stigmer.cli.config", "config", "Show and change settings, and where each value comes from."),
     "llm": ("stigmer.cli.llm", "llm", "Resolve model names, list and pull local models."),
+    "token": ("stigmer.cli.token", "token", "Create, list and revoke API tokens (admin, viewer or runner)."),
     "secret": ("stigmer.cli.secret", "secret", "Store values MCP servers may reference (never stigmer's own keys)."),
     "runner": ("stigmer.cli.runner", "runner", "Start a runner worker alone (cloud deployments, scaling out)."),
     "doctor": ("stigmer.cli.doctor", "doctor", "Check every piece of the stack and say what to fix."),

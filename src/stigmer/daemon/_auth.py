@@ -7,8 +7,12 @@ Roles (see docs/ARCHITECTURE.md, "Tokens and roles"):
   hands it to its runner children as ``STIGMER_SERVER_TOKEN`` (and keeps it in ``run/runner-token``,
   0600, for a runner started by hand next to the daemon). A leaked runner token can add events to
   executions, and nothing else: no apply, delete, start, cancel, no config.
-- ``viewer``: read-only; defined so that the stored, named tokens of a later issue slot in, but no
-  route admits it yet.
+- ``viewer``: read-only: every ``GET`` route an admin may call (resources, executions and their
+  events, sessions, approvals, usage, status), and nothing that changes anything.
+
+Besides those two tokens of the daemon's own, named tokens of any role are made with ``stigmer token
+create`` (``store/tokens.py``: stored hashed, shown once, revocable, optionally expiring); a revoked or
+expired one answers 401 saying so.
 
 A route states its roles with a dependency, ``dependencies=[require(ADMIN)]`` on a router or a
 ``Principal`` parameter declared with ``require(ADMIN, RUNNER)``: no route is special-cased here.
@@ -25,6 +29,7 @@ from typing import Any
 
 from fastapi import Depends, Request
 
+from ..store.tokens import PREFIX
 from ._state import ApiError, api_state
 
 ADMIN, RUNNER, VIEWER = "admin", "runner", "viewer"
@@ -32,8 +37,9 @@ ADMIN, RUNNER, VIEWER = "admin", "runner", "viewer"
 ROLES: dict[str, str] = {
     ADMIN: "may call every route",
     RUNNER: "may only post execution events (POST /v1/events)",
-    VIEWER: "may only read (no route admits it yet)",
+    VIEWER: "may only read (GET routes)",
 }
+READS = frozenset({"GET", "HEAD"})
 
 
 @dataclass(frozen=True)
@@ -58,10 +64,34 @@ def identify(request: Request) -> Principal:
         # no early exit: the time taken does not depend on which token matched, or how much of one
         if token and hmac.compare_digest(offered, token.encode()) and role is None:
             role = candidate
+    why = "unknown"
+    if role is None and scheme.lower() == "bearer" and given.strip().startswith(PREFIX):
+        role, why = api_state(request).store.token_role(given.strip())
     if scheme.lower() != "bearer" or role is None:
+        if why in ("revoked", "expired"):
+            raise ApiError(401, f"this token was {why}" if why == "revoked" else "this token has expired",
+                           "ask an admin for a new one (stigmer token create)")
         raise ApiError(401, "missing or wrong bearer token",
                        "send the token from $STIGMER_HOME/run/token as 'Authorization: Bearer <token>'")
     return Principal(role)
+
+
+def reader() -> Any:
+    """A dependency admitting the admin on every method and a viewer on reads (``GET``) only."""
+
+    async def check(request: Request) -> Principal:
+        principal = identify(request)
+        if principal.role == ADMIN or (principal.role == VIEWER and request.method in READS):
+            return principal
+        raise forbidden(request, principal, "admin" if principal.role == VIEWER else "admin or viewer")
+
+    return Depends(check)
+
+
+def forbidden(request: Request, principal: Principal, allowed: str) -> ApiError:
+    return ApiError(403, f"the {principal.role} token may not call {request.method} {request.url.path}: "
+                         f"a {principal.role} token {ROLES[principal.role]}",
+                    f"this route needs the {allowed} token (the admin token is in $STIGMER_HOME/run/token)")
 
 
 def require(*roles: str) -> Any:
@@ -72,10 +102,7 @@ def require(*roles: str) -> Any:
     async def check(request: Request) -> Principal:
         principal = identify(request)
         if principal.role not in roles:
-            allowed = " or ".join(roles)
-            raise ApiError(403, f"the {principal.role} token may not call {request.method} {request.url.path}: "
-                                f"a {principal.role} token {ROLES[principal.role]}",
-                           f"this route needs the {allowed} token (the admin token is in $STIGMER_HOME/run/token)")
+            raise forbidden(request, principal, " or ".join(roles))
         return principal
 
     return Depends(check)

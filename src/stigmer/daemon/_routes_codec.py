@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from ._auth import ADMIN, forbidden, identify
 from ._state import ApiError, ApiState, api_state
 
 router = APIRouter()
@@ -61,13 +61,17 @@ def _authorise(request: Request, state: ApiState, operation: str) -> None:
     """The admin token, or (decode only, no token at all) the managed UI's origin; else 401/403."""
     header = request.headers.get("authorization", "")
     if header:
-        scheme, _, given = header.partition(" ")
-        token = state.ctx.token
-        if scheme.lower() == "bearer" and token and hmac.compare_digest(given.strip().encode(), token.encode()):
-            return
-        raise ApiError(401, "the codec server needs the admin token, and this one is wrong or not a bearer token",
-                       "send 'Authorization: Bearer <token>' with the token from $STIGMER_HOME/run/token "
-                       "(temporal CLI: TEMPORAL_CODEC_AUTH=\"Bearer $(cat $STIGMER_HOME/run/token)\")")
+        try:
+            principal = identify(request)  # the daemon's admin token, or a named admin token (stigmer token)
+        except ApiError as exc:
+            if exc.status != 401 or "wrong bearer token" not in exc.message:
+                raise  # a revoked or expired named token: it says so
+            raise ApiError(401, "the codec server needs the admin token, and this one is wrong or not a bearer token",
+                           "send 'Authorization: Bearer <token>' with the token from $STIGMER_HOME/run/token "
+                           "(temporal CLI: TEMPORAL_CODEC_AUTH=\"Bearer $(cat $STIGMER_HOME/run/token)\")") from None
+        if principal.role != ADMIN:  # payloads hold whole conversations: the admin's alone
+            raise forbidden(request, principal, "admin")
+        return
     origin = request.headers.get("origin")
     if operation == "decode" and origin is not None and origin in ui_origins(state):
         return

@@ -26,7 +26,7 @@ from .._aio import cancel_and_wait
 from ..store import Store
 from ..worker.events import SPOOL_DIR
 from . import _verify
-from ._auth import ADMIN, require
+from ._auth import ADMIN, reader, require
 from ._limits import BodyLimit
 from ._reconcile import reconcile_loop
 from ._retention import retention_loop
@@ -36,6 +36,7 @@ from ._routes_executions import events_router
 from ._routes_executions import router as executions_router
 from ._routes_resources import router as resources_router
 from ._routes_sessions import router as sessions_router
+from ._routes_tokens import router as tokens_router
 from ._routes_usage import router as usage_router
 from ._state import ApiError, ApiState, StateDep
 from ._storage_errors import storage_error
@@ -131,15 +132,16 @@ def create_app(ctx: DaemonContext) -> FastAPI:
     app = FastAPI(title="stigmer", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.api = state
     app.add_middleware(BodyLimit, limit=ctx.config.value("limits.request_bytes"))  # 413 before any parsing
-    admin = [require(ADMIN)]
+    admin, readers = [require(ADMIN)], [reader()]  # readers: the admin, and viewers on GET routes
     _install_handlers(app)
     _public_routes(app)
-    _info_routes(app, admin)
-    app.include_router(resources_router, prefix="/v1", dependencies=admin)
-    app.include_router(executions_router, prefix="/v1", dependencies=admin)
-    app.include_router(sessions_router, prefix="/v1", dependencies=admin)
-    app.include_router(approvals_router, prefix="/v1", dependencies=admin)
-    app.include_router(usage_router, prefix="/v1", dependencies=admin)
+    _info_routes(app, readers)
+    app.include_router(resources_router, prefix="/v1", dependencies=readers)
+    app.include_router(executions_router, prefix="/v1", dependencies=readers)
+    app.include_router(sessions_router, prefix="/v1", dependencies=readers)
+    app.include_router(approvals_router, prefix="/v1", dependencies=readers)
+    app.include_router(usage_router, prefix="/v1", dependencies=readers)
+    app.include_router(tokens_router, prefix="/v1", dependencies=admin)
     app.include_router(events_router, prefix="/v1")  # its route admits the admin and runner tokens
     app.include_router(codec_router, prefix="/v1")  # the admin token, or the managed web UI's origin (decode only)
     return app

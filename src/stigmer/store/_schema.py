@@ -115,6 +115,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX approvals_execution ON approvals(execution_id)",
         "CREATE INDEX approvals_status ON approvals(status, requested_at)",
     ),
+    (  # 5: named API tokens for people and machines (stored hashed; stigmer token create|list|revoke)
+        """CREATE TABLE tokens (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL,
+            revoked_at REAL,
+            last_used_at REAL
+        )""",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

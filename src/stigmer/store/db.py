@@ -22,6 +22,7 @@ from ._base import StoreBase, storable
 from ._schema import LATEST, MIGRATIONS
 from .approvals import ApprovalsMixin
 from .sessions import SessionsMixin, execution_record
+from .tokens import TokensMixin
 from .usage import UsageMixin
 
 STATUSES = ("pending", "running", "completed", "failed", "cancelled")
@@ -56,7 +57,7 @@ def terminal_status(event_type: str, data: Mapping[str, Any]) -> str | None:
     return None
 
 
-class Store(SessionsMixin, ApprovalsMixin, UsageMixin, StoreBase):
+class Store(SessionsMixin, ApprovalsMixin, UsageMixin, TokensMixin, StoreBase):
     """The store. Open with :meth:`open`; close with :meth:`close`.
 
     Executions and their events live here; sessions, approvals and usage in their mixins (same connection).

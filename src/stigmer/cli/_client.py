@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import envvars as ev
 from ..errors import DaemonNotRunning, RuntimeFailure, UserError
 
 if TYPE_CHECKING:
@@ -42,6 +43,40 @@ def home_dir() -> Path:
     return default_home(os.environ)
 
 
+def remote(server: str) -> tuple[str, str]:
+    """The URL and token for a server elsewhere: the token from ``STIGMER_TOKEN_FILE`` (a file only its owner may
+    read, as ssh wants of a key) or ``STIGMER_TOKEN``, never from the command line, where ``ps`` and the shell's
+    history would keep it. Plain ``http://`` only to a loopback address: a token must not cross a network in clear."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(server)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"--server {server!r} is not an http(s) URL", hint="e.g. --server https://stigmer.example.com")
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+        raise UserError(f"--server {server} would send the token unencrypted",
+                        hint="use https:// (plain http is for loopback addresses only)")
+    path = os.environ.get(ev.TOKEN_FILE, "").strip()
+    if path:
+        token_file = Path(path).expanduser()
+        try:
+            mode = token_file.stat().st_mode
+            token = token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UserError(f"cannot read the token file {token_file} (STIGMER_TOKEN_FILE): {exc.strerror or exc}",
+                            hint="point STIGMER_TOKEN_FILE (or --token-file) at the file `stigmer token create "
+                                 "--out FILE` wrote") from None
+        if mode & 0o077:
+            raise UserError(f"the token file {token_file} may be read by other users (mode {mode & 0o777:o})",
+                            hint=f"chmod 600 {token_file}")
+    else:
+        token = os.environ.get(ev.TOKEN, "").strip()
+    if not token:
+        raise UserError(f"no token for the server at {server}",
+                        hint="set STIGMER_TOKEN_FILE (or --token-file) to a file holding a token from `stigmer token "
+                             "create`, or STIGMER_TOKEN to the token itself")
+    return server.rstrip("/"), token
+
+
 class Client:
     """A connection to the running daemon. Use :meth:`connect`; close with :meth:`close` (or ``with``)."""
 
@@ -54,9 +89,13 @@ class Client:
 
     @classmethod
     def connect(cls, home: Path | None = None) -> Client:
-        """The client for the daemon of ``home``; DaemonNotRunning when there is none."""
+        """The client for the server named by ``--server``/``STIGMER_SERVER`` (see :func:`remote`), else for the
+        local daemon of ``home``; DaemonNotRunning when there is none."""
         from ..daemon.files import read_state, read_token
 
+        server = os.environ.get(ev.SERVER, "").strip()
+        if server:
+            return cls(*remote(server))
         run_dir = (home or home_dir()) / "run"
         state = read_state(run_dir)
         token = read_token(run_dir)

@@ -84,12 +84,37 @@ Quick start:
 
 @click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="stigmer")
-def cli() -> None:
+@click.option("--server", metavar="URL", default=None,
+              help="Talk to the stigmer server at URL instead of the local daemon (env STIGMER_SERVER); its token "
+                   "comes from STIGMER_TOKEN_FILE or STIGMER_TOKEN, never the command line.")
+@click.option("--token-file", metavar="FILE", default=None,
+              help="The file holding the token for --server, mode 0600 (env STIGMER_TOKEN_FILE).")
+def cli(server: str | None, token_file: str | None) -> None:
     """stigmer: run AI agents durably, locally or in the cloud."""
+    # Through the environment: every command's client (cli/_client.py) and anything it starts see the same server.
+    if server is not None:
+        os.environ["STIGMER_SERVER"] = server
+    if token_file is not None:
+        os.environ["STIGMER_TOKEN_FILE"] = token_file
 
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: run the CLI and turn stigmer errors into messages and exit codes."""
+    before = {name: os.environ.get(name) for name in _REMOTE}
+    try:
+        return _main(argv)
+    finally:  # --server/--token-file last as long as the command (for callers that run several in one process)
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+_REMOTE = ("STIGMER_SERVER", "STIGMER_TOKEN_FILE")
+
+
+def _main(argv: list[str] | None) -> Any:
     try:
         return cli.main(args=argv, prog_name="stigmer", standalone_mode=False)
     except StigmerError as exc:

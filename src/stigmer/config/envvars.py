@@ -72,6 +72,10 @@ AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 # Set by the daemon for its runner children so their event sink posts back to it.
 SERVER_URL = "STIGMER_SERVER_URL"
 SERVER_TOKEN = "STIGMER_SERVER_TOKEN"
+# The CLI talking to a stigmer server elsewhere (stigmer --server URL; the token never on the command line).
+SERVER = "STIGMER_SERVER"
+TOKEN = "STIGMER_TOKEN"
+TOKEN_FILE = "STIGMER_TOKEN_FILE"
 # Set by the daemon for children: which component a process is (for its log lines).
 COMPONENT = "STIGMER_COMPONENT"
 
@@ -90,7 +94,7 @@ CONFIG_ORIGINS = "STIGMER_CONFIG_ORIGINS"
 # every secret setting in KEYS (their variables) are added by is_stigmer_secret(), so a future secret key is
 # covered without editing this list. The TLS client key path is here because it says where stigmer's private
 # key lives; the certificate and CA paths are public material and are not.
-OWN_SECRETS = frozenset({ANTHROPIC_API_KEY, OPENAI_API_KEY, LLM_API_KEY, SERVER_TOKEN, TEMPORAL_API_KEY,
+OWN_SECRETS = frozenset({ANTHROPIC_API_KEY, OPENAI_API_KEY, LLM_API_KEY, SERVER_TOKEN, TOKEN, TEMPORAL_API_KEY,
                          TEMPORAL_TLS_CLIENT_KEY_PATH})
 # A STIGMER_* variable with one of these words in its name is treated as a secret too.
 _SECRET_WORDS = frozenset({"TOKEN", "KEY", "SECRET", "PASSWORD", "APIKEY", "CREDENTIALS"})

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 
@@ -172,6 +173,15 @@ def _collect_api_and_cli(stack: LocalStack, found: dict[str, list[str | bytes]])
     found["stigmer config show (+ --json)"] = [t for r in shows for t in (r.stdout, r.stderr)]
     status = stack.run("local", "status", "--json")
     found["stigmer local status --json"] = [status.stdout, status.stderr]
+    created = stack.run("token", "create", "--name", "sentinel-viewer", "--role", "viewer", "--json")
+    viewer = json.loads(created.stdout)["token"]
+    listed_tokens = stack.run("token", "list", "--json")
+    assert "sentinel-viewer" in listed_tokens.stdout
+    found["stigmer token create / list"] = [created.stdout, created.stderr, listed_tokens.stdout, listed_tokens.stderr]
+    scraped = httpx.get(f"http://127.0.0.1:{stack.api_port}/metrics", headers={"Authorization": f"Bearer {viewer}"},
+                        timeout=30)
+    assert scraped.status_code == 200 and "stigmer_api_requests_total" in scraped.text
+    found["GET /metrics"] = [scraped.text]
 
 
 def test_the_sentinel_key_leaks_nowhere(surfaces: dict[str, list[str | bytes]]) -> None:

@@ -288,5 +288,7 @@ async def post_events(batch: EventBatch, state: StateDep,
         (held if not principal.trusted and _verify.is_terminal(event) else now).append(event)
     stored = state.store.append_events(now)
     state.hub.publish(stored)
+    if state.metrics is not None:
+        state.metrics.stored(stored)
     verifying = sum(_verify.submit(state, e) for e in held)
     return {"stored": len(stored), "verifying": verifying, "ignored": len(events) - len(stored) - verifying}

@@ -52,6 +52,8 @@ class ApiState:
     hub: EventHub
     verifying: dict[str, tuple[str, asyncio.Task[None]]] = field(default_factory=dict)
     starting: dict[str, KeyLock] = field(default_factory=dict)
+    metrics: Any = None
+    """``_metrics.Metrics`` (set by ``create_app``)."""
     _blobs: BlobStore | None = None
 
     @property

@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._aio import cancel_and_wait
@@ -28,6 +28,7 @@ from ..worker.events import SPOOL_DIR
 from . import _verify
 from ._auth import ADMIN, reader, require
 from ._limits import BodyLimit
+from ._metrics import Metrics, RequestMetrics
 from ._reconcile import reconcile_loop
 from ._retention import retention_loop
 from ._routes_approvals import router as approvals_router
@@ -114,7 +115,8 @@ def create_app(ctx: DaemonContext) -> FastAPI:
     """Build the API over ``ctx``: opens the store now; while served, reconciles executions and applies retention."""
     store = Store.open(ctx.store_path)
     held = ingest_spool(store, ctx.config.path("data") / SPOOL_DIR)  # a dead daemon's runners' last events
-    state = ApiState(ctx=ctx, store=store, hub=EventHub(int(ctx.config.value("limits.subscriber_queue"))))
+    state = ApiState(ctx=ctx, store=store, hub=EventHub(int(ctx.config.value("limits.subscriber_queue"))),
+                     metrics=Metrics(store))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -132,10 +134,18 @@ def create_app(ctx: DaemonContext) -> FastAPI:
     app = FastAPI(title="stigmer", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.api = state
     app.add_middleware(BodyLimit, limit=ctx.config.value("limits.request_bytes"))  # 413 before any parsing
+    app.add_middleware(RequestMetrics, metrics=state.metrics)  # outermost: counts the 413s too
     admin, readers = [require(ADMIN)], [reader()]  # readers: the admin, and viewers on GET routes
     _install_handlers(app)
     _public_routes(app)
     _info_routes(app, readers)
+
+    @app.get("/metrics", dependencies=readers)
+    async def metrics() -> Response:
+        """Prometheus' text format (``_metrics``); scrape with an admin or viewer token."""
+        body, media_type = state.metrics.render()
+        return Response(body, media_type=media_type)
+
     app.include_router(resources_router, prefix="/v1", dependencies=readers)
     app.include_router(executions_router, prefix="/v1", dependencies=readers)
     app.include_router(sessions_router, prefix="/v1", dependencies=readers)

@@ -224,6 +224,11 @@ class Store(SessionsMixin, ApprovalsMixin, UsageMixin, TokensMixin, StoreBase):
         rows = self._read("SELECT * FROM executions WHERE status IN ('pending', 'running') ORDER BY created_at")
         return [execution_record(row) for row in rows]
 
+    def execution_counts(self) -> dict[str, int]:
+        """How many executions are in each status (statuses with none are absent)."""
+        return {str(row["status"]): int(row["n"])
+                for row in self._read("SELECT status, COUNT(*) AS n FROM executions GROUP BY status")}
+
     def mark_running(self, execution_id: str) -> None:
         """Pending -> running (Temporal runs its workflow): a note that the start was unconfirmed is obsolete."""
         with self._tx() as conn:

@@ -150,3 +150,29 @@ def test_runner_logs_are_plain_text_when_not_on_a_terminal(tmp_path: Path) -> No
     text = log.read_text()
     assert "\x1b[" not in text, [line for line in text.splitlines() if "\x1b[" in line][:3]
     assert "WARNING temporalio.core" in text  # the core's lines come through Python logging, formatted like ours
+
+
+async def test_a_runner_elsewhere_posts_to_the_server_with_a_token_from_a_file(tmp_path: Path,
+                                                                             temporal_server: Any) -> None:
+    """Issue 12: ``stigmer runner --server URL --token-file FILE`` on another machine: the token never on the
+    command line, the file must be its owner's alone, the events reach the server."""
+    script = write_script(tmp_path / "s.json", [{"content": "From afar."}])
+    queue = f"cli-{uuid.uuid4().hex[:8]}"
+    client = await codec_client(temporal_server.address)
+    inp = execution(script)
+    with EventCollector() as collector:
+        token_file = tmp_path / "runner.token"
+        token_file.write_text(collector.token + "\n")
+        token_file.chmod(0o644)
+        env = runner_env(temporal_server.address, queue)
+        loose = subprocess.run([sys.executable, "-m", "stigmer", "runner", "--server", collector.url, "--token-file",
+                                str(token_file)], env={**os.environ, **env}, capture_output=True, text=True,
+                               timeout=60)
+        assert loose.returncode != 0 and f"chmod 600 {token_file}" in loose.stderr and "Traceback" not in loose.stderr
+        token_file.chmod(0o600)
+        log = tmp_path / "runner.log"
+        with running(spawn_runner(env, log, "--server", collector.url, "--token-file", str(token_file))):
+            result = await (await start(client, inp, queue)).result()
+            wait_for(lambda: any(e["type"] == "completed" for e in collector.of(inp.execution_id)), what="completed")
+    assert result.output == "From afar."
+    assert collector.rejected == 0 and collector.token not in log.read_text()

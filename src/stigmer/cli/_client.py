@@ -43,6 +43,23 @@ def home_dir() -> Path:
     return default_home(os.environ)
 
 
+def read_token_file(path: str, what: str) -> str:
+    """The token in the file ``path`` (named ``what`` in errors); refused unless only its owner may read it."""
+    token_file = Path(path).expanduser()
+    try:
+        mode = token_file.stat().st_mode
+        token = token_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise UserError(f"cannot read the token file {token_file} ({what}): {exc.strerror or exc}",
+                        hint="point it at the file `stigmer token create --out FILE` wrote") from None
+    if mode & 0o077:
+        raise UserError(f"the token file {token_file} may be read by other users (mode {mode & 0o777:o})",
+                        hint=f"chmod 600 {token_file}")
+    if not token:
+        raise UserError(f"the token file {token_file} ({what}) is empty", hint="write the token into it")
+    return token
+
+
 def remote(server: str) -> tuple[str, str]:
     """The URL and token for a server elsewhere: the token from ``STIGMER_TOKEN_FILE`` (a file only its owner may
     read, as ssh wants of a key) or ``STIGMER_TOKEN``, never from the command line, where ``ps`` and the shell's
@@ -56,20 +73,8 @@ def remote(server: str) -> tuple[str, str]:
         raise UserError(f"--server {server} would send the token unencrypted",
                         hint="use https:// (plain http is for loopback addresses only)")
     path = os.environ.get(ev.TOKEN_FILE, "").strip()
-    if path:
-        token_file = Path(path).expanduser()
-        try:
-            mode = token_file.stat().st_mode
-            token = token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UserError(f"cannot read the token file {token_file} (STIGMER_TOKEN_FILE): {exc.strerror or exc}",
-                            hint="point STIGMER_TOKEN_FILE (or --token-file) at the file `stigmer token create "
-                                 "--out FILE` wrote") from None
-        if mode & 0o077:
-            raise UserError(f"the token file {token_file} may be read by other users (mode {mode & 0o777:o})",
-                            hint=f"chmod 600 {token_file}")
-    else:
-        token = os.environ.get(ev.TOKEN, "").strip()
+    token = read_token_file(path, "STIGMER_TOKEN_FILE (or --token-file)") if path else os.environ.get(ev.TOKEN, "")
+    token = token.strip()
     if not token:
         raise UserError(f"no token for the server at {server}",
                         hint="set STIGMER_TOKEN_FILE (or --token-file) to a file holding a token from `stigmer token "

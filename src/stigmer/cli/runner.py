@@ -70,6 +70,24 @@ async def _serve(cfg: Any) -> None:
     await run_worker(cfg, stop)
 
 
+def _event_server(server: str | None, token_file: str | None) -> None:
+    """``--server``/``--token-file`` as the event sink reads them (``STIGMER_SERVER_URL``/``STIGMER_SERVER_TOKEN``,
+    which stay this process's own: the runner hands no stigmer secret to the tools and MCP servers it starts)."""
+    from ..config import envvars as ev
+    from ..errors import UserError
+    from ._client import read_token_file
+
+    if server is not None:
+        if not server.startswith(("http://", "https://")):
+            raise UserError(f"--server {server!r} is not an http(s) URL", hint="e.g. --server https://stigmer.example.com")
+        os.environ[ev.SERVER_URL] = server
+    if token_file is not None:
+        os.environ[ev.SERVER_TOKEN] = read_token_file(token_file, "--token-file")
+    elif server is not None and not os.environ.get(ev.SERVER_TOKEN):
+        raise UserError("--server needs a runner token", hint="add --token-file FILE (a file from `stigmer token "
+                                                              "create --role runner --out FILE`)")
+
+
 @click.command("runner")
 @config_flags
 @click.option("--task-queue", default=None, help="Temporal task queue to poll (default: runner.task_queue).")
@@ -77,6 +95,12 @@ async def _serve(cfg: Any) -> None:
               help="Concurrent activities (default: runner.max_concurrent).")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]),
               show_default=True, help="Log verbosity (logs go to stderr).")
+@click.option("--server", metavar="URL", default=None,
+              help="Post execution events to the stigmer server at URL (env STIGMER_SERVER_URL); while it cannot "
+                   "be reached they wait in memory and in $STIGMER_HOME/data/event-spool.")
+@click.option("--token-file", metavar="FILE", default=None,
+              help="The file (mode 0600) holding a runner token for --server, from `stigmer token create --role "
+                   "runner --out FILE` (env STIGMER_SERVER_TOKEN holds the token itself).")
 def runner(**kwargs: Any) -> None:
     """Start a runner worker: it polls the task queue and runs agent executions until SIGTERM.
 
@@ -94,6 +118,7 @@ def runner(**kwargs: Any) -> None:
     from .._hardening import make_undumpable
 
     make_undumpable()  # the keys live in this process's environment: closed to same-user processes (shell, MCP)
+    _event_server(kwargs.pop("server"), kwargs.pop("token_file"))
     log_level = kwargs.pop("log_level")
     flags = flags_from(kwargs)
     if kwargs.get("task_queue"):

@@ -1,4 +1,5 @@
-"""The configuration flags, defined once and shared by ``config show``, ``local start`` and ``runner``."""
+"""Options shared by several commands: the configuration flags (``config show``, ``local start``, ``runner``) and
+the DURATION parameter (``usage --since``, ``token create --expires``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,18 @@ CONFIG_FLAGS: tuple[tuple[str, str, str], ...] = (
     ("--temporal-address", "temporal.address", "host:port of an external Temporal server (none is started)."),
     ("--temporal-namespace", "temporal.namespace", "Temporal namespace."),
 )
+
+
+def duration_seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """A click callback: a DURATION (90s, 15m, 12h, 30d, 2w) as seconds; None when not given."""
+    from ..config.durations import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def config_flags(func: F) -> F:

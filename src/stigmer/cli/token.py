@@ -16,19 +16,9 @@ from typing import Any
 import click
 
 from ..errors import UserError
+from ._options import duration_seconds
 
 ROLES = ("admin", "viewer", "runner")
-
-
-def _expires(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    from ..config.durations import parse_duration
-
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 def _when(ts: float | None) -> str:
@@ -51,7 +41,7 @@ def token() -> None:
 @click.option("--name", required=True, help="A unique name (letters, digits, . _ -), shown by `token list`.")
 @click.option("--role", required=True, type=click.Choice(ROLES),
               help="admin: everything; viewer: read only; runner: post execution events only.")
-@click.option("--expires", "expires", callback=_expires, default=None, metavar="DURATION",
+@click.option("--expires", "expires", callback=duration_seconds, default=None, metavar="DURATION",
               help="Refuse the token after DURATION: 12h, 30d, 2w (default: valid until revoked).")
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the token to this new file (mode 0600) instead of printing it.")

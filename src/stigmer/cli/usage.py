@@ -8,21 +8,11 @@ from typing import Any
 import click
 
 from ._decide import usage_text
+from ._options import duration_seconds
 from .resources import table
 from .session import cost
 
 GROUPS = ("agent", "model", "session")
-
-
-def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    from ..config.durations import parse_duration
-
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 def usage_row(by: str, item: dict[str, Any]) -> list[str]:
@@ -35,7 +25,7 @@ def usage_row(by: str, item: dict[str, Any]) -> list[str]:
 
 
 @click.command()
-@click.option("--since", "since", callback=_since, default=None, metavar="DURATION",
+@click.option("--since", "since", callback=duration_seconds, default=None, metavar="DURATION",
               help="Only executions that ended in the last DURATION: 90s, 15m, 12h, 30d, 2w (default: all).")
 @click.option("--by", type=click.Choice(GROUPS), default=None, help="One line per agent, model or session.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sums as JSON.")

@@ -56,23 +56,31 @@ class Principal:
 
 def identify(request: Request) -> Principal:
     """The principal behind the request's bearer token; 401 when there is none or it matches no token."""
-    ctx = api_state(request).ctx
+    principal = known_principal(request)
+    if principal is None:
+        raise ApiError(401, "missing or wrong bearer token",
+                       "send the token from $STIGMER_HOME/run/token as 'Authorization: Bearer <token>'")
+    return principal
+
+
+def known_principal(request: Request) -> Principal | None:
+    """The principal behind the request's bearer token, or None when there is none or it matches no token; 401 for
+    a named token that was revoked or has expired (it says which)."""
+    state = api_state(request)
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     offered = given.strip().encode()
     role: str | None = None
-    for candidate, token in ((ADMIN, ctx.token), (RUNNER, ctx.runner_token)):
+    for candidate, token in ((ADMIN, state.ctx.token), (RUNNER, state.ctx.runner_token)):
         # no early exit: the time taken does not depend on which token matched, or how much of one
         if token and hmac.compare_digest(offered, token.encode()) and role is None:
             role = candidate
-    why = "unknown"
     if role is None and scheme.lower() == "bearer" and given.strip().startswith(PREFIX):
-        role, why = api_state(request).store.token_role(given.strip())
-    if scheme.lower() != "bearer" or role is None:
+        role, why = state.store.token_role(given.strip())
         if why in ("revoked", "expired"):
             raise ApiError(401, f"this token was {why}" if why == "revoked" else "this token has expired",
                            "ask an admin for a new one (stigmer token create)")
-        raise ApiError(401, "missing or wrong bearer token",
-                       "send the token from $STIGMER_HOME/run/token as 'Authorization: Bearer <token>'")
+    if scheme.lower() != "bearer" or role is None:
+        return None
     return Principal(role)
 
 

@@ -33,7 +33,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from ._auth import ADMIN, forbidden, identify
+from ._auth import ADMIN, forbidden, known_principal
 from ._state import ApiError, ApiState, api_state
 
 router = APIRouter()
@@ -61,14 +61,12 @@ def _authorise(request: Request, state: ApiState, operation: str) -> None:
     """The admin token, or (decode only, no token at all) the managed UI's origin; else 401/403."""
     header = request.headers.get("authorization", "")
     if header:
-        try:
-            principal = identify(request)  # the daemon's admin token, or a named admin token (stigmer token)
-        except ApiError as exc:
-            if exc.status != 401 or "wrong bearer token" not in exc.message:
-                raise  # a revoked or expired named token: it says so
+        # the daemon's admin token, or a named admin token (stigmer token); a revoked or expired one says so
+        principal = known_principal(request)
+        if principal is None:
             raise ApiError(401, "the codec server needs the admin token, and this one is wrong or not a bearer token",
                            "send 'Authorization: Bearer <token>' with the token from $STIGMER_HOME/run/token "
-                           "(temporal CLI: TEMPORAL_CODEC_AUTH=\"Bearer $(cat $STIGMER_HOME/run/token)\")") from None
+                           "(temporal CLI: TEMPORAL_CODEC_AUTH=\"Bearer $(cat $STIGMER_HOME/run/token)\")")
         if principal.role != ADMIN:  # payloads hold whole conversations: the admin's alone
             raise forbidden(request, principal, "admin")
         return

@@ -30,9 +30,7 @@ def decoded(cls: type[T], value: Any) -> T:
     """``value`` (a dict, as JSON decoded it) as an instance of the dataclass ``cls``; an instance passes through."""
     if isinstance(value, cls):
         return value
-    plan = _PLANS.get(cls)
-    if plan is None:
-        plan = _PLANS[cls] = _plan(cls)
+    plan = _plan(cls)
     kwargs = {}
     for key, item in value.items():
         if key in plan:
@@ -44,12 +42,8 @@ def decoded(cls: type[T], value: Any) -> T:
 def plain(value: Any) -> dict[str, Any]:
     """The dataclass ``value`` as the dict the SDK's JSON converter would write (field order kept; containers shared,
     not copied: encode it before changing them)."""
-    cls = type(value)
-    plan = _PLANS.get(cls)
-    if plan is None:
-        plan = _PLANS[cls] = _plan(cls)
     out = dict(value.__dict__)
-    for key, convert in plan.items():
+    for key, convert in _plan(type(value)).items():
         item = out[key]
         if convert is not None and item is not None:
             out[key] = [plain(x) for x in item] if isinstance(item, list) else plain(item)
@@ -57,8 +51,12 @@ def plain(value: Any) -> dict[str, Any]:
 
 
 def _plan(cls: type) -> dict[str, _Convert | None]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: _converter(hints[f.name]) for f in dataclasses.fields(cls)}
+    """Each field's converter (None: the value is kept as it is), worked out once per class."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        hints = typing.get_type_hints(cls)
+        plan = _PLANS[cls] = {f.name: _converter(hints[f.name]) for f in dataclasses.fields(cls)}
+    return plan
 
 
 def _converter(hint: Any) -> _Convert | None:

@@ -170,6 +170,10 @@ async def test_a_runner_elsewhere_posts_to_the_server_with_a_token_from_a_file(t
                                timeout=60)
         assert loose.returncode != 0 and f"chmod 600 {token_file}" in loose.stderr and "Traceback" not in loose.stderr
         token_file.chmod(0o600)
+        clear = subprocess.run([sys.executable, "-m", "stigmer", "runner", "--server", "http://203.0.113.7:7780",
+                                "--token-file", str(token_file)], env={**os.environ, **env}, capture_output=True,
+                               text=True, timeout=60)  # refused before any connection: nothing leaves loopback
+        assert clear.returncode != 0 and "would send the token unencrypted" in clear.stderr
         log = tmp_path / "runner.log"
         with running(spawn_runner(env, log, "--server", collector.url, "--token-file", str(token_file))):
             result = await (await start(client, inp, queue)).result()

@@ -60,10 +60,9 @@ def read_token_file(path: str, what: str) -> str:
     return token
 
 
-def remote(server: str) -> tuple[str, str]:
-    """The URL and token for a server elsewhere: the token from ``STIGMER_TOKEN_FILE`` (a file only its owner may
-    read, as ssh wants of a key) or ``STIGMER_TOKEN``, never from the command line, where ``ps`` and the shell's
-    history would keep it. Plain ``http://`` only to a loopback address: a token must not cross a network in clear."""
+def server_url(server: str) -> str:
+    """``--server`` checked (the CLI's and a runner's): an http(s) URL, plain ``http://`` only to a loopback address,
+    since a token must not cross a network in clear."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(server)
@@ -72,6 +71,14 @@ def remote(server: str) -> tuple[str, str]:
     if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
         raise UserError(f"--server {server} would send the token unencrypted",
                         hint="use https:// (plain http is for loopback addresses only)")
+    return server.rstrip("/")
+
+
+def remote(server: str) -> tuple[str, str]:
+    """The URL (:func:`server_url`) and token for a server elsewhere: the token from ``STIGMER_TOKEN_FILE`` (a file
+    only its owner may read, as ssh wants of a key) or ``STIGMER_TOKEN``, never from the command line, where ``ps``
+    and the shell's history would keep it."""
+    url = server_url(server)
     path = os.environ.get(ev.TOKEN_FILE, "").strip()
     token = read_token_file(path, "STIGMER_TOKEN_FILE (or --token-file)") if path else os.environ.get(ev.TOKEN, "")
     token = token.strip()
@@ -79,7 +86,7 @@ def remote(server: str) -> tuple[str, str]:
         raise UserError(f"no token for the server at {server}",
                         hint="set STIGMER_TOKEN_FILE (or --token-file) to a file holding a token from `stigmer token "
                              "create`, or STIGMER_TOKEN to the token itself")
-    return server.rstrip("/"), token
+    return url, token
 
 
 class Client:

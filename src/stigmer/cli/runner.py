@@ -75,12 +75,10 @@ def _event_server(server: str | None, token_file: str | None) -> None:
     which stay this process's own: the runner hands no stigmer secret to the tools and MCP servers it starts)."""
     from ..config import envvars as ev
     from ..errors import UserError
-    from ._client import read_token_file
+    from ._client import read_token_file, server_url
 
     if server is not None:
-        if not server.startswith(("http://", "https://")):
-            raise UserError(f"--server {server!r} is not an http(s) URL", hint="e.g. --server https://stigmer.example.com")
-        os.environ[ev.SERVER_URL] = server
+        os.environ[ev.SERVER_URL] = server_url(server)
     if token_file is not None:
         os.environ[ev.SERVER_TOKEN] = read_token_file(token_file, "--token-file")
     elif server is not None and not os.environ.get(ev.SERVER_TOKEN):

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._aio import cancel_and_wait
-from ..store import Store
+from ..store import open_store
 from ..worker.events import SPOOL_DIR
 from . import _verify
 from ._auth import ADMIN, reader, require
@@ -113,7 +113,7 @@ def _info_routes(app: FastAPI, deps: list[Any]) -> None:
 
 def create_app(ctx: DaemonContext) -> FastAPI:
     """Build the API over ``ctx``: opens the store now; while served, reconciles executions and applies retention."""
-    store = Store.open(ctx.store_path)
+    store = open_store(ctx.database_url or ctx.store_path)
     held = ingest_spool(store, ctx.config.path("data") / SPOOL_DIR)  # a dead daemon's runners' last events
     state = ApiState(ctx=ctx, store=store, hub=EventHub(int(ctx.config.value("limits.subscriber_queue"))),
                      metrics=Metrics(store))

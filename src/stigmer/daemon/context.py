@@ -29,7 +29,8 @@ class DaemonContext:
         config: the configuration resolved once by the daemon.
         token: the admin bearer token (``run/token``): every route but ``/v1/health`` admits it.
         runner_token: the runners' bearer token (``run/runner-token``): admitted by ``POST /v1/events`` only.
-        store_path: the SQLite file (``$STIGMER_HOME/data/stigmer.db``).
+        store_path: the SQLite file (``$STIGMER_HOME/data/stigmer.db``), used unless ``database_url`` is set.
+        database_url: the store to open instead (``postgresql://...`` in team mode; see ``stigmer.store.open_store``).
         components: a snapshot of the supervised services, one dict each with ``name, state, pid,
             address, uptime_s, restarts, last_error``.
         temporal_client: connects (or returns the connected) Temporal client; called lazily, so the
@@ -47,6 +48,7 @@ class DaemonContext:
     temporal_client: Callable[[], Awaitable[temporalio.client.Client]]
     components: Callable[[], list[dict[str, Any]]] = field(default=_no_components)
     runner_token: str | None = None
+    database_url: str | None = None
     reconcile_interval_s: float = 5.0
     retention_interval_s: float = 3600.0
     verify_timeout_s: float = 30.0

@@ -13,7 +13,7 @@ from tests.support.llamacpp import llamacpp_server  # noqa: F401  (session fixtu
 from tests.support.temporal import TemporalServer, start_temporal
 
 # cfg, temporal, api, http for API tests over a stand-in Temporal; client, queue, collector for runner tests
-pytest_plugins = ["tests.support.fake_api", "tests.support.worker_fixtures"]
+pytest_plugins = ["tests.support.fake_api", "tests.support.worker_fixtures", "tests.support.postgres"]
 
 # Variables that would leak the developer's own setup into a test.
 _FOREIGN = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OLLAMA_HOST", "OLLAMA_BASE_URL", "TEMPORAL_ADDRESS",

@@ -15,6 +15,7 @@ import pytest
 
 from stigmer.worker.params import DECIDE_APPROVAL, ApprovalDecision
 from tests.support.daemon_api import ApiServer, FakeTemporal
+from tests.support.postgres import both_backends  # noqa: F401  (each test on SQLite and PostgreSQL)
 
 V1 = "agentic.stigmer.ai/v1"
 MODEL = "scripted:x.json"

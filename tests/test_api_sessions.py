@@ -23,6 +23,7 @@ from stigmer.worker.params import (
     TurnRequest,
 )
 from tests.support.daemon_api import ApiServer, FakeTemporal
+from tests.support.postgres import both_backends  # noqa: F401  (each test on SQLite and PostgreSQL)
 
 V1 = "agentic.stigmer.ai/v1"
 MODEL = "scripted:x.json"

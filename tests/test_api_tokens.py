@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import stat
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import httpx
 
 from stigmer.config import Config
 from tests.support.daemon_api import ApiServer, invoke
+from tests.support.postgres import both_backends  # noqa: F401  (each test on SQLite and PostgreSQL)
 
 PUBLIC = {("GET", "/v1/health")}
 ADMIN_ONLY_READS = {"/v1/tokens"}  # a viewer may not list who holds which token
@@ -112,12 +112,10 @@ def test_a_token_is_shown_once_and_stored_as_a_hash(api: ApiServer, http: httpx.
     assert http.post("/v1/tokens", json={"name": "ci", "role": "viewer"}).status_code == 409
     bad = http.post("/v1/tokens", json={"name": "x", "role": "root"})
     assert bad.status_code == 422 and "role" in bad.text
-    database = cfg.path("data") / "stigmer.db"
-    with sqlite3.connect(database) as conn:
-        stored = " ".join(str(v) for row in conn.execute("SELECT * FROM tokens") for v in row)
+    stored = " ".join(str(v) for row in api.state.store._read("SELECT * FROM tokens") for v in row)
     secret = token.rsplit("_", 1)[1]
     assert secret not in stored and token not in stored
-    for path in cfg.path("data").iterdir():  # nor in the WAL, nor anywhere else the daemon wrote
+    for path in cfg.path("data").glob("*"):  # nor in the WAL, nor anywhere else the daemon wrote
         assert secret.encode() not in path.read_bytes(), path
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import Any
 
@@ -10,6 +9,7 @@ import httpx
 import pytest
 
 from tests.support.daemon_api import ApiServer
+from tests.support.postgres import both_backends  # noqa: F401  (each test on SQLite and PostgreSQL)
 
 V1 = "agentic.stigmer.ai/v1"
 
@@ -55,9 +55,8 @@ def test_usage_sums_what_ended_executions_reported_grouped_as_asked(api: ApiServ
 def test_since_counts_only_executions_that_ended_in_that_window(api: ApiServer, http: httpx.Client) -> None:
     old = ended(http, {"agent": "hello", "message": "a", "model": "scripted:x.json"}, usage(100, 10))
     ended(http, {"agent": "hello", "message": "b", "model": "scripted:x.json"}, usage(1, 1))
-    with sqlite3.connect(api.state.store.path) as conn:  # it ended two days ago
+    with api.state.store._tx() as conn:  # it ended two days ago
         conn.execute("UPDATE executions SET finished_at = ? WHERE id = ?", (time.time() - 2 * 86400, old))
-    conn.close()
     assert http.get("/v1/usage", params={"since": 86400}).json()["total"]["input_tokens"] == 1
     assert http.get("/v1/usage").json()["total"]["input_tokens"] == 101
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stigmer.errors import RuntimeFailure
-from stigmer.store import Store
+from stigmer.store import Store, open_store
 from stigmer.store._schema import LATEST
 
 
@@ -18,9 +18,11 @@ def agent(name: str, instructions: str = "Be brief.") -> dict:
             "spec": {"instructions": instructions}}
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    opened = Store.open(tmp_path / "data" / "stigmer.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """Each store test runs on both backends: the SQLite file and a fresh PostgreSQL database."""
+    target = tmp_path / "data" / "stigmer.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    opened = open_store(target)
     yield opened
     opened.close()
 

@@ -30,8 +30,15 @@ def temporal() -> FakeTemporal:
 
 
 @pytest.fixture
-def api(cfg: Config, temporal: FakeTemporal) -> Iterator[ApiServer]:
-    with serve_api(make_context(cfg, fake_client(temporal))) as served:
+def database_url() -> str | None:
+    """The store the ``api`` opens: None is SQLite in the test's home (``tests.support.postgres.both_backends``
+    runs a module on PostgreSQL too)."""
+    return None
+
+
+@pytest.fixture
+def api(cfg: Config, temporal: FakeTemporal, database_url: str | None) -> Iterator[ApiServer]:
+    with serve_api(make_context(cfg, fake_client(temporal), database_url=database_url)) as served:
         yield served
 
 

@@ -104,7 +104,7 @@ def _info_routes(app: FastAPI, deps: list[Any]) -> None:
         return {"components": state.ctx.components(), "llm": llm,
                 "temporal": {"address": cfg.temporal.address, "namespace": cfg.temporal.namespace,
                              "managed": cfg.temporal.managed},
-                "task_queue": cfg.value("runner.task_queue"), "store": str(state.store.path)}
+                "task_queue": cfg.value("runner.task_queue"), "store": state.store.describe()}
 
     @app.get("/v1/config", dependencies=deps)
     async def config(state: StateDep) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """The store's connection: one SQLite connection behind a lock, one write transaction at a time.
 
 Every part of :class:`~stigmer.store.Store` (executions and events, sessions, approvals, usage) is a
-mixin over this base, so they share the connection, its lock and the transaction helper.
+mixin over this base, so they share the connection, its lock and the transaction helper. The SQL is
+written once, in SQLite's dialect with ``?`` marks; the PostgreSQL store (``pg``) overrides the few
+things that differ: the connection and transactions, :attr:`integrity_errors`, :meth:`json_field`,
+and :meth:`_stored` (which tells the other API replicas about new events).
 """
 
 from __future__ import annotations
@@ -17,10 +20,28 @@ from typing import Any
 class StoreBase:
     """The connection, its lock, and the two ways to use it: :meth:`_tx` (write) and :meth:`_read`."""
 
+    # What a unique or foreign key violation raises (the PostgreSQL store names its driver's).
+    integrity_errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
+    # Whether other processes write this store too (API replicas on one PostgreSQL database): then events
+    # stored elsewhere reach this process's streams through :meth:`follow_events`.
+    shared = False
+
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self._lock = threading.RLock()
         self.path = path
+
+    def describe(self) -> str:
+        """Where the store is, as ``/v1/status`` shows it (never a password)."""
+        return str(self.path)
+
+    @staticmethod
+    def json_field(column: str, key: str) -> str:
+        """SQL for the text of ``key`` in the JSON object held (as text) in ``column``."""
+        return f"json_extract({column}, '$.{key}')"
+
+    def _stored(self, conn: Any, events: list[dict[str, Any]]) -> None:
+        """Called inside the transaction that stored ``events`` (non-empty), before it commits."""
 
     def close(self) -> None:
         with self._lock:

@@ -151,7 +151,7 @@ class Store(SessionsMixin, ApprovalsMixin, UsageMixin, TokensMixin, StoreBase):
             with self._tx() as conn:
                 self._insert_execution(conn, execution_id, agent, message, model, workspace, workflow_id,
                                        idempotency_key, now)
-        except sqlite3.IntegrityError:
+        except self.integrity_errors:
             if idempotency_key is None or self.find_by_idempotency_key(idempotency_key) is None:
                 raise
             return None
@@ -253,6 +253,8 @@ class Store(SessionsMixin, ApprovalsMixin, UsageMixin, TokensMixin, StoreBase):
                 saved = self._append_one(conn, event)
                 if saved is not None:
                     stored.append(saved)
+            if stored:
+                self._stored(conn, stored)
         return stored
 
     def _append_one(self, conn: sqlite3.Connection, event: Mapping[str, Any]) -> dict[str, Any] | None:

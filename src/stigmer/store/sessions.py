@@ -24,7 +24,8 @@ _WITH_USAGE = ("SELECT s.*, COALESCE(SUM(e.input_tokens), 0) AS input_tokens, "
                "COALESCE(SUM(e.output_tokens), 0) AS output_tokens, "
                "COALESCE(SUM(e.cached_tokens), 0) AS cached_tokens, "
                "COALESCE(SUM(e.cost_usd), 0.0) AS cost_usd, COALESCE(MAX(e.usage_estimated), 0) AS usage_estimated, "
-               "COALESCE(MAX(e.input_tokens IS NOT NULL AND e.cost_usd IS NULL), 0) AS unpriced "
+               "COALESCE(MAX(CASE WHEN e.input_tokens IS NOT NULL AND e.cost_usd IS NULL THEN 1 ELSE 0 END), 0) "
+               "AS unpriced "
                "FROM sessions s LEFT JOIN executions e ON e.session_id = s.id")
 _SESSION_COLUMNS = ("id", "name", "agent", "workflow_id", "workspace", "model", "model_name", "model_source",
                     "status", "created_at", "updated_at", "last_turn_at")
@@ -48,7 +49,7 @@ class SessionsMixin(StoreBase):
                              "model_source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              (session_id, name, agent, workflow_id, workspace, json.dumps(dict(model)), model_name,
                               model_source, now, now))
-        except sqlite3.IntegrityError:
+        except self.integrity_errors:
             if name is None or self.get_session(name) is None:
                 raise
             return None
@@ -100,7 +101,7 @@ class SessionsMixin(StoreBase):
                                        session["workflow_id"], idempotency_key, now, (session["id"], turn))
                 conn.execute("UPDATE sessions SET turns = ?, last_turn_at = ?, updated_at = ? WHERE id = ?",
                              (turn, now, now, session["id"]))
-        except sqlite3.IntegrityError:
+        except self.integrity_errors:
             if idempotency_key is None or self._read("SELECT 1 FROM executions WHERE idempotency_key = ?",
                                                      (idempotency_key,)) == []:
                 raise

@@ -46,7 +46,7 @@ class TokensMixin(StoreBase):
             with self._tx() as conn:
                 conn.execute("INSERT INTO tokens (id, name, role, hash, created_at, expires_at) "
                              "VALUES (?, ?, ?, ?, ?, ?)", (token_id, name, role, _digest(secret), now, expires_at))
-        except sqlite3.IntegrityError:
+        except self.integrity_errors:
             raise ValueError(f"a token named {name!r} exists already") from None
         record = self.get_token(name)
         assert record is not None

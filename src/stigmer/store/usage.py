@@ -14,16 +14,15 @@ from typing import Any
 
 from ._base import StoreBase
 
-# --by -> the SQL of the group key (over ``executions e LEFT JOIN sessions s``)
+# --by -> the SQL of the group key (over ``executions e LEFT JOIN sessions s``); {provider}/{model}: the model's
 USAGE_GROUPS: dict[str, str] = {
     "agent": "e.agent",
-    "model": "COALESCE(json_extract(e.model, '$.provider'), '?') || ':' || COALESCE(json_extract(e.model, '$.model'), "
-             "'?')",
+    "model": "COALESCE({provider}, '?') || ':' || COALESCE({model}, '?')",
     "session": "e.session_id",
 }
 _SUMS = ("COUNT(*) AS executions, SUM(e.input_tokens) AS input_tokens, SUM(e.output_tokens) AS output_tokens, "
-         "SUM(e.cached_tokens) AS cached_tokens, SUM(e.cost_usd) AS cost_usd, MAX(e.cost_usd IS NULL) AS unpriced, "
-         "MAX(e.usage_estimated) AS estimated")
+         "SUM(e.cached_tokens) AS cached_tokens, SUM(e.cost_usd) AS cost_usd, "
+         "MAX(CASE WHEN e.cost_usd IS NULL THEN 1 ELSE 0 END) AS unpriced, MAX(e.usage_estimated) AS estimated")
 
 
 class UsageMixin(StoreBase):
@@ -40,7 +39,8 @@ class UsageMixin(StoreBase):
         total = _sums(self._read(f"SELECT {_SUMS} {source}", args)[0])
         items: list[dict[str, Any]] = []
         if by is not None:
-            key = USAGE_GROUPS[by]
+            key = USAGE_GROUPS[by].format(provider=self.json_field("e.model", "provider"),
+                                          model=self.json_field("e.model", "model"))
             rows = self._read(f"SELECT {key} AS key, MAX(s.name) AS name, {_SUMS} {source} GROUP BY {key} "
                               "ORDER BY SUM(e.input_tokens + e.output_tokens) DESC, key", args)
             items = [{"key": row["key"], **({"name": row["name"]} if by == "session" else {}), **_sums(row)}

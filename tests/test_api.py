@@ -40,8 +40,8 @@ def cfg(stigmer_home: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
 
 
 @pytest.fixture
-def api(cfg: Config, temporal: FakeTemporal) -> Iterator[ApiServer]:
-    with serve_api(make_context(cfg, fake_client(temporal)), publish=False) as served:
+def api(cfg: Config, temporal: FakeTemporal, database_url: str | None) -> Iterator[ApiServer]:
+    with serve_api(make_context(cfg, fake_client(temporal), database_url=database_url), publish=False) as served:
         yield served
 
 

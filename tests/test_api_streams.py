@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from stigmer.config import Config
-from stigmer.store import Store
+from stigmer.store import open_store
 from tests.support.daemon_api import ApiServer, FakeTemporal, fake_client, make_context, scripted_config, serve_api
 from tests.support.postgres import both_backends  # noqa: F401  (each test on SQLite and PostgreSQL)
 
@@ -33,9 +33,9 @@ def cfg(stigmer_home: Path) -> Config:
     return scripted_config(stigmer_home, STIGMER_LIMIT_SUBSCRIBER_QUEUE="16")
 
 
-def _seed(cfg: Config, middle: int, *, end: bool = True) -> None:
+def _seed(cfg: Config, database_url: str | None, middle: int, *, end: bool = True) -> None:
     """An execution with ``middle`` token events (and a ``completed`` one), written straight to the store."""
-    store = Store.open(cfg.path("data") / "stigmer.db")
+    store = open_store(database_url or cfg.path("data") / "stigmer.db")
     try:
         store.create_execution(EXECUTION, agent="a", message="m", model={"provider": "scripted"}, workspace=None,
                                workflow_id=f"stigmer-exec-{EXECUTION}")
@@ -49,8 +49,8 @@ def _seed(cfg: Config, middle: int, *, end: bool = True) -> None:
 
 
 @pytest.fixture
-def api(cfg: Config) -> Iterator[ApiServer]:
-    with serve_api(make_context(cfg, fake_client(FakeTemporal())), publish=False) as served:
+def api(cfg: Config, database_url: str | None) -> Iterator[ApiServer]:
+    with serve_api(make_context(cfg, fake_client(FakeTemporal()), database_url=database_url), publish=False) as served:
         yield served
 
 
@@ -68,9 +68,9 @@ def _read(response: httpx.Response) -> tuple[list[dict[str, Any]], list[str], li
     return events, comments, ids
 
 
-def test_a_stream_longer_than_ten_thousand_events_is_sent_whole_and_ends(cfg: Config) -> None:
-    _seed(cfg, MANY)
-    with serve_api(make_context(cfg, fake_client(FakeTemporal())), publish=False) as api, \
+def test_a_stream_longer_than_ten_thousand_events_is_sent_whole_and_ends(cfg: Config, database_url: str | None) -> None:
+    _seed(cfg, database_url, MANY)
+    with serve_api(make_context(cfg, fake_client(FakeTemporal()), database_url=database_url), publish=False) as api, \
             httpx.Client(base_url=api.url, headers=api.headers(), timeout=30) as http, \
             http.stream("GET", f"/v1/executions/{EXECUTION}/events") as response:
         events, _, ids = _read(response)
@@ -79,9 +79,9 @@ def test_a_stream_longer_than_ten_thousand_events_is_sent_whole_and_ends(cfg: Co
     assert events[-1]["type"] == "completed"
 
 
-def test_a_reconnect_with_last_event_id_resumes_right_after_it(cfg: Config) -> None:
-    _seed(cfg, 30)
-    with serve_api(make_context(cfg, fake_client(FakeTemporal())), publish=False) as api, \
+def test_a_reconnect_with_last_event_id_resumes_right_after_it(cfg: Config, database_url: str | None) -> None:
+    _seed(cfg, database_url, 30)
+    with serve_api(make_context(cfg, fake_client(FakeTemporal()), database_url=database_url), publish=False) as api, \
             httpx.Client(base_url=api.url, headers=api.headers(), timeout=30) as http:
         url = f"/v1/executions/{EXECUTION}/events"
         with http.stream("GET", url, headers={"Last-Event-ID": "17"}) as response:
@@ -96,12 +96,13 @@ def test_a_reconnect_with_last_event_id_resumes_right_after_it(cfg: Config) -> N
         assert bad.status_code == 422 and "header.last-event-id" in bad.json()["detail"]
 
 
-def test_a_reader_that_stops_reading_falls_behind_without_growing_memory_and_loses_nothing(cfg: Config) -> None:
-    _seed(cfg, 1, end=False)
+def test_a_reader_that_stops_reading_falls_behind_without_growing_memory_and_loses_nothing(
+        cfg: Config, database_url: str | None) -> None:
+    _seed(cfg, database_url, 1, end=False)
     posts, per_post, text = 30, 100, "x" * 4000  # ~12 MB of events: more than the sockets buffer
     # a small receive window (still above loopback's 64 KiB segment, below which TCP stalls outright)
     tiny_buffer = httpx.HTTPTransport(socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)])
-    with serve_api(make_context(cfg, fake_client(FakeTemporal())), publish=False) as api, \
+    with serve_api(make_context(cfg, fake_client(FakeTemporal()), database_url=database_url), publish=False) as api, \
             httpx.Client(base_url=api.url, headers=api.headers(), timeout=60, transport=tiny_buffer) as reader, \
             httpx.Client(base_url=api.url, headers=api.headers(), timeout=60) as writer, \
             reader.stream("GET", f"/v1/executions/{EXECUTION}/events") as response:

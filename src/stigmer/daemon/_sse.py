@@ -83,6 +83,12 @@ async def event_stream(state: ApiState, execution_id: str, after: int, *, follow
                 continue
             if event["seq"] <= cursor.last:
                 continue
+            if event["seq"] > cursor.last + 1:  # stored before one this reader has not seen (another replica's,
+                async for chunk in _replay(state, execution_id, cursor):  # announced later): the store has both
+                    yield chunk
+                if cursor.ended:
+                    return
+                continue
             yield cursor.send(event)
             if cursor.ended:
                 return

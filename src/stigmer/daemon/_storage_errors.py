@@ -25,3 +25,10 @@ def storage_error(exc: BaseException) -> tuple[int, dict[str, Any]] | None:
     hint = ("free some disk space, then retry" if full else "make STIGMER_HOME writable (or point STIGMER_HOME "
             "elsewhere and `stigmer local restart`), then retry")
     return 507, {"detail": f"{what}: nothing was stored", "hint": hint}
+
+
+def database_unreachable(exc: BaseException, where: str) -> tuple[int, dict[str, Any]]:
+    """(503, body) for a PostgreSQL store that did not answer (team mode): the request changed nothing; retry."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return 503, {"detail": f"the database ({where}) did not answer: {first}; nothing was stored",
+                 "hint": "retry; if it persists, check the database server and this replica's --database-url"}

@@ -30,6 +30,7 @@ from ._auth import ADMIN, reader, require
 from ._limits import BodyLimit
 from ._metrics import Metrics, RequestMetrics
 from ._reconcile import reconcile_loop
+from ._replicas import follow_replicas
 from ._retention import retention_loop
 from ._routes_approvals import router as approvals_router
 from ._routes_codec import router as codec_router
@@ -40,7 +41,7 @@ from ._routes_sessions import router as sessions_router
 from ._routes_tokens import router as tokens_router
 from ._routes_usage import router as usage_router
 from ._state import ApiError, ApiState, StateDep
-from ._storage_errors import storage_error
+from ._storage_errors import database_unreachable, storage_error
 from .context import DaemonContext
 from .events import EventHub, ingest_spool
 
@@ -61,7 +62,7 @@ class _Json(JSONResponse):
         return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
 
 
-def _install_handlers(app: FastAPI) -> None:
+def _install_handlers(app: FastAPI, state: ApiState) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _Json({"detail": str(exc.detail), "hint": "check the method, the path and that the body is JSON "
@@ -80,6 +81,15 @@ def _install_handlers(app: FastAPI) -> None:
             raise exc
         log.error("storage failure on %s %s: %s", request.method, request.url.path, exc)
         return _Json(answer[1], status_code=answer[0])
+
+    if state.store.shared:  # PostgreSQL: a connection lost or refused is a 503 to retry (the next call reconnects)
+        import psycopg
+
+        @app.exception_handler(psycopg.OperationalError)
+        async def _database(request: Request, exc: Exception) -> JSONResponse:
+            status, body = database_unreachable(exc, state.store.describe())
+            log.error("database failure on %s %s: %s", request.method, request.url.path, body["detail"])
+            return _Json(body, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -123,6 +133,8 @@ def create_app(ctx: DaemonContext) -> FastAPI:
         for event in held:  # spooled terminal events come from runners too: Temporal confirms them first
             _verify.submit(state, event)
         tasks = [asyncio.create_task(reconcile_loop(state)), asyncio.create_task(retention_loop(state))]
+        if store.shared:  # other replicas store events too: hear of them (team mode)
+            tasks.append(asyncio.create_task(follow_replicas(state)))
         try:
             yield
         finally:
@@ -136,7 +148,7 @@ def create_app(ctx: DaemonContext) -> FastAPI:
     app.add_middleware(BodyLimit, limit=ctx.config.value("limits.request_bytes"))  # 413 before any parsing
     app.add_middleware(RequestMetrics, metrics=state.metrics)  # outermost: counts the 413s too
     admin, readers = [require(ADMIN)], [reader()]  # readers: the admin, and viewers on GET routes
-    _install_handlers(app)
+    _install_handlers(app, state)
     _public_routes(app)
     _info_routes(app, readers)
 

@@ -15,6 +15,7 @@ it fell behind, replays from the store after the last event it sent, and goes li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -74,6 +75,14 @@ class EventHub:
         for event in events:
             for subscriber in self._subscribers.get(event["execution_id"], ()):
                 subscriber.offer(event)
+
+    def wake_all(self) -> None:
+        """Make every reader replay from the store (events may have been stored that this hub never heard of)."""
+        for subscribers in self._subscribers.values():
+            for subscriber in subscribers:
+                subscriber.lagged = True
+                with contextlib.suppress(asyncio.QueueFull):  # wakes a reader waiting on its queue
+                    subscriber.queue.put_nowait({"execution_id": "", "seq": 0, "type": "wake", "data": {}})
 
     def subscribers(self, execution_id: str) -> list[Subscriber]:
         return list(self._subscribers.get(execution_id, ()))

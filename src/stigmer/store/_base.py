@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,11 @@ class StoreBase:
 
     def _stored(self, conn: Any, events: list[dict[str, Any]]) -> None:
         """Called inside the transaction that stored ``events`` (non-empty), before it commits."""
+
+    async def follow_events(self, on_events: Callable[[str, int, int], None], *, retry_s: float = 1.0) -> None:
+        """For a :attr:`shared` store: call ``on_events(execution_id, first_seq, last_seq)`` for each batch of
+        events another process stored, until cancelled. Only one process writes a SQLite store: nothing to hear."""
+        raise NotImplementedError("only a shared store announces events")
 
     def close(self) -> None:
         with self._lock:

@@ -59,7 +59,7 @@ def translate(sql: str) -> str:
 def redact(url: str) -> str:
     """``url`` without its password (what logs, errors and ``/v1/status`` show)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    if not parts.password:
         return url
     host = parts.hostname or ""
     netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")

@@ -104,11 +104,18 @@ def _info_routes(app: FastAPI, deps: list[Any]) -> None:
         return {"components": state.ctx.components(), "llm": llm,
                 "temporal": {"address": cfg.temporal.address, "namespace": cfg.temporal.namespace,
                              "managed": cfg.temporal.managed},
-                "task_queue": cfg.value("runner.task_queue"), "store": str(state.store.path)}
+                "task_queue": cfg.value("runner.task_queue"), "store": _store_shown(state)}
 
     @app.get("/v1/config", dependencies=deps)
     async def config(state: StateDep) -> dict[str, Any]:
         return state.ctx.config.shown()
+
+
+def _store_shown(state: ApiState) -> str:
+    """The store as ``/v1/status`` shows it: the database URL without its password, or the SQLite file."""
+    from ..config.masking import mask_url
+
+    return str(mask_url(state.ctx.database_url)) if state.ctx.database_url else str(state.store.path)
 
 
 def create_app(ctx: DaemonContext) -> FastAPI:
@@ -122,6 +129,8 @@ def create_app(ctx: DaemonContext) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for event in held:  # spooled terminal events come from runners too: Temporal confirms them first
             _verify.submit(state, event)
+        # Idempotent, so every replica of `stigmer server` runs them too: a terminal event is recorded once per
+        # execution whoever records it first, and deleting what retention already deleted deletes nothing.
         tasks = [asyncio.create_task(reconcile_loop(state)), asyncio.create_task(retention_loop(state))]
         try:
             yield

@@ -227,6 +227,10 @@ def test_stigmer_server_shows_neither_the_database_password_nor_the_temporal_key
         assert psutil.Process(server.process.pid).environ()["TEMPORAL_API_KEY"] == key  # the key is really there
         texts["the replica's command line"] = [Path(f"/proc/{server.process.pid}/cmdline").read_bytes()]
         with server.client(admin) as http:
+            from tests.support.local_daemon import wait_until
+
+            wait_until(lambda: http.get("/v1/status").json()["components"][1]["state"] == "unreachable", timeout=30,
+                       what="the replica tried Temporal (with the key)")
             texts["GET /v1/status, /v1/config"] = [http.get("/v1/status").text, http.get("/v1/config").text]
     finally:
         assert server.stop() == 0

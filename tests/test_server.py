@@ -262,3 +262,17 @@ def test_without_database_url_the_sqlite_default_is_used_and_said(tmp_path: Path
         assert server.stop() == 0
     default = stigmer_home / "data" / "stigmer.db"
     assert default.exists() and f"using the SQLite file {default}" in server.output()
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://u:p%40ss@[::1]:5432/db?sslmode=require", "postgresql://u:***@[::1]:5432/db?sslmode=require"),
+    ("postgresql://u@db/s?password=sek&sslmode=verify-full", "postgresql://u@db/s?password=***&sslmode=verify-full"),
+    ("postgresql://stigmer@db:5432/stigmer", "postgresql://stigmer@db:5432/stigmer"),
+    ("sqlite:////srv/stigmer.db", "sqlite:////srv/stigmer.db"),
+])
+def test_a_database_url_is_shown_without_its_password(url: str, shown: str, stigmer_home: Path) -> None:
+    from stigmer.config import resolve
+
+    cfg = resolve(env={"STIGMER_HOME": str(stigmer_home), "STIGMER_DATABASE_URL": url})
+    assert cfg.shown()["server.database_url"]["value"] == shown
+    assert cfg.value("server.database_url") == url  # the server itself gets the real one

@@ -195,3 +195,48 @@ def test_every_surface_was_actually_collected(surfaces: dict[str, list[str | byt
     empty = [name for name, texts in surfaces.items() if not any(len(t) for t in texts)]
     assert empty == []
     assert leaks(f"prefix {SENTINELS['ANTHROPIC_API_KEY']} suffix")  # the detector itself works
+
+
+def test_stigmer_server_shows_neither_the_database_password_nor_the_temporal_key(tmp_path: Path) -> None:
+    """Team mode's secrets (issue 12): the database URL's password and the Temporal API key, from the environment,
+    searched in ``config show``/``get``, a replica's log, ``/v1/status`` and ``/v1/config``, its argv, and the errors of
+    a replica and of ``server init`` that cannot open the database (whose URL the driver may quote)."""
+    from tests.support.cli import stigmer
+    from tests.support.ports import free_port
+    from tests.support.server import start_server
+
+    password, key = f"pw-{secrets.token_hex(12)}", f"tk-{secrets.token_hex(12)}"
+    cores = [password[3:], key[3:]]
+    pg_url = f"postgresql://stigmer:{password}@127.0.0.1:1/stigmer"  # nothing listens there
+    env = {"STIGMER_DATABASE_URL": pg_url, "TEMPORAL_API_KEY": key}
+    texts: dict[str, list[str | bytes]] = {}
+    shows = [stigmer("config", "show", env=env), stigmer("config", "show", "--json", env=env),
+             stigmer("config", "get", "server.database_url", env=env)]
+    assert json.loads(shows[1].stdout)["server.database_url"]["value"] == "postgresql://stigmer:***@127.0.0.1:1/stigmer"
+    texts["config show / get"] = [t for r in shows for t in (r.stdout, r.stderr)]
+    failed = [stigmer("server", "--temporal-address", "127.0.0.1:1", "--port", str(free_port()), env=env, timeout=120),
+              stigmer("server", "init", "--out", str(tmp_path / "admin.token"), env=env, timeout=120)]
+    for done in failed:
+        assert done.returncode != 0 and "cannot open the database postgresql://stigmer:***@127.0.0.1:1" in done.stderr
+    texts["stigmer server / server init errors"] = [t for r in failed for t in (r.stdout, r.stderr)]
+    sqlite = {"STIGMER_DATABASE_URL": f"sqlite:///{tmp_path / 'team.db'}", "TEMPORAL_API_KEY": key}
+    assert stigmer("server", "init", "--out", str(tmp_path / "admin.token"), env=sqlite).returncode == 0
+    admin = (tmp_path / "admin.token").read_text().strip()
+    server = start_server(tmp_path, "--temporal-address", "127.0.0.1:1", env=sqlite)
+    try:
+        assert psutil.Process(server.process.pid).environ()["TEMPORAL_API_KEY"] == key  # the key is really there
+        texts["the replica's command line"] = [Path(f"/proc/{server.process.pid}/cmdline").read_bytes()]
+        with server.client(admin) as http:
+            from tests.support.local_daemon import wait_until
+
+            wait_until(lambda: http.get("/v1/status").json()["components"][1]["state"] == "unreachable", timeout=30,
+                       what="the replica tried Temporal (with the key)")
+            texts["GET /v1/status, /v1/config"] = [http.get("/v1/status").text, http.get("/v1/config").text]
+    finally:
+        assert server.stop() == 0
+    texts["the replica's log"] = [server.output()]
+    assert "temporal: cannot reach" in server.output()  # it tried Temporal, with the key
+    leaked = sorted(name for name, found in texts.items()
+                    if any(core.encode() in (t.encode() if isinstance(t, str) else t) for t in found for core in cores))
+    assert leaked == [], f"a team-mode secret appears in {leaked}"
+    assert all(any(len(t) for t in found) for found in texts.values())

@@ -89,6 +89,22 @@ def remote(server: str) -> tuple[str, str]:
     return url, token
 
 
+def tls_verify() -> Any:
+    """How an https server's certificate is checked: the system's CAs, or those in ``STIGMER_CA_FILE`` (``--ca-file``)
+    for a server with a private CA or a self-signed certificate. Verification is never turned off."""
+    path = os.environ.get(ev.CA_FILE, "").strip()
+    if not path:
+        return True
+    import ssl
+
+    try:
+        return ssl.create_default_context(cafile=str(Path(path).expanduser()))
+    except (OSError, ssl.SSLError) as exc:
+        raise UserError(f"cannot use the CA file {path} (--ca-file / STIGMER_CA_FILE): "
+                        f"{getattr(exc, 'strerror', None) or exc}",
+                        hint="point it at a PEM file holding the CA certificate (or the server's own)") from None
+
+
 class Client:
     """A connection to the running daemon. Use :meth:`connect`; close with :meth:`close` (or ``with``)."""
 
@@ -96,7 +112,7 @@ class Client:
         import httpx
 
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout or DEFAULT_TIMEOUT_S,
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout or DEFAULT_TIMEOUT_S, verify=tls_verify(),
                                   headers={"Authorization": f"Bearer {token}"})
 
     @classmethod
@@ -131,14 +147,21 @@ class Client:
 
         try:
             response = self._http.request(method, path, json=json_body, params=params, headers=headers)
-        except httpx.ConnectError:
-            raise DaemonNotRunning(f"the stigmer daemon is not answering at {self.base_url}") from None
+        except httpx.ConnectError as exc:
+            raise self._unreachable(exc) from None
         except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             what = "did not answer in time" if isinstance(exc, httpx.TimeoutException) else "dropped the connection"
             raise NoAnswer(f"the stigmer daemon at {self.base_url} {what}",
                            hint="check it with `stigmer local status` and its log with `stigmer local logs`") from None
         _raise_for(response)
         return response.json()
+
+    def _unreachable(self, exc: Exception) -> Exception:
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return UserError(f"the certificate of {self.base_url} is not trusted: {str(exc).rpartition('] ')[2]}",
+                             hint="if the server uses a private CA or a self-signed certificate, trust it with "
+                                  "--ca-file FILE (env STIGMER_CA_FILE)")
+        return DaemonNotRunning(f"the stigmer daemon is not answering at {self.base_url}")
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
@@ -162,8 +185,8 @@ class Client:
                     response.read()
                     _raise_for(response)
                 yield from parse_sse(response.iter_lines())
-        except httpx.ConnectError:
-            raise DaemonNotRunning(f"the stigmer daemon is not answering at {self.base_url}") from None
+        except httpx.ConnectError as exc:
+            raise self._unreachable(exc) from None
         except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError):
             raise RuntimeFailure(f"lost the event stream of execution {execution_id}",
                                  hint=f"follow it again with `stigmer execution logs {execution_id} -f`") from None
@@ -193,6 +216,9 @@ def _raise_for(response: httpx.Response) -> None:
     detail = body.get("detail") if isinstance(body, dict) else None
     hint = body.get("hint") if isinstance(body, dict) else None
     message = detail if isinstance(detail, str) else f"the daemon answered {response.status_code}"
+    if response.status_code == 401 and os.environ.get(ev.SERVER, "").strip():
+        raise RuntimeFailure(f"the server refused this client's token: {message}",
+                             hint=hint or "check STIGMER_TOKEN_FILE / STIGMER_TOKEN; an admin can make a new token")
     if response.status_code == 401:
         raise RuntimeFailure("the daemon refused this client's token",
                              hint="the token in $STIGMER_HOME/run/token changed: `stigmer local restart`")

@@ -114,6 +114,7 @@ def set_(key: str, value: str | None) -> None:
     from ..config import file as config_file
 
     _check_key(key)
+    literal = KEYS[key].secret and value not in (None, "-")
     value = _secret_value(key, value) if KEYS[key].secret else value
     if value is None:
         raise ConfigError(f"missing VALUE for {key}", hint=f"stigmer config set {key} VALUE")
@@ -123,16 +124,19 @@ def set_(key: str, value: str | None) -> None:
         typed = KEYS[key].parse(value)
     except ValueError as exc:
         raise ConfigError(f"{key}: {exc}", hint=f"see `stigmer config show` for the current {key}") from None
+    show = KEYS[key].show
+    if literal and (show is None or show(typed) != typed):  # warned once valid, and only when it holds a secret
+        click.echo(f"warning: {key} on the command line is visible in the process list and shell history; "
+                   f"next time run `stigmer config set {key}` and type it, or pipe it to `... {key} -`", err=True)
     cfg = load_config(quiet=True)
     config_file.set_value(cfg.config_path, key, typed)
-    shown = "(masked)" if KEYS[key].secret else _fmt(typed)
+    shown = show(typed) if show else "(masked)" if KEYS[key].secret else _fmt(typed)
     click.echo(f"{key} = {shown}  (written to {cfg.config_path})")
 
 
 def _secret_value(key: str, value: str | None) -> str:
     import sys
 
-    literal = value not in (None, "-")
     if value == "-":
         value = sys.stdin.readline()
     elif value is None:
@@ -140,9 +144,6 @@ def _secret_value(key: str, value: str | None) -> str:
     value = value.strip()
     if not value:
         raise ConfigError(f"{key}: empty value", hint="give the key itself; `stigmer config unset` removes it")
-    if literal:
-        click.echo(f"warning: {key} on the command line is visible in the process list and shell history; "
-                   f"next time run `stigmer config set {key}` and type it, or pipe it to `... {key} -`", err=True)
     return value
 
 

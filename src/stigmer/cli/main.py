@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "token": ("stigmer.cli.token", "token", "Create, list and revoke API tokens (admin, viewer or runner)."),
     "secret": ("stigmer.cli.secret", "secret", "Store values MCP servers may reference (never stigmer's own keys)."),
     "runner": ("stigmer.cli.runner", "runner", "Start a runner worker alone (cloud deployments, scaling out)."),
+    "server": ("stigmer.cli.server", "server", "Serve the API alone for a team: shared database, N replicas, TLS."),
     "doctor": ("stigmer.cli.doctor", "doctor", "Check every piece of the stack and say what to fix."),
 }
 
@@ -89,13 +90,18 @@ Quick start:
                    "comes from STIGMER_TOKEN_FILE or STIGMER_TOKEN, never the command line.")
 @click.option("--token-file", metavar="FILE", default=None,
               help="The file holding the token for --server, mode 0600 (env STIGMER_TOKEN_FILE).")
-def cli(server: str | None, token_file: str | None) -> None:
+@click.option("--ca-file", metavar="FILE", default=None,
+              help="Trust the CA certificate(s) in FILE for an https --server (a private CA or a self-signed "
+                   "certificate; env STIGMER_CA_FILE).")
+def cli(server: str | None, token_file: str | None, ca_file: str | None) -> None:
     """stigmer: run AI agents durably, locally or in the cloud."""
     # Through the environment: every command's client (cli/_client.py) and anything it starts see the same server.
     if server is not None:
         os.environ["STIGMER_SERVER"] = server
     if token_file is not None:
         os.environ["STIGMER_TOKEN_FILE"] = token_file
+    if ca_file is not None:
+        os.environ["STIGMER_CA_FILE"] = ca_file
 
 
 def main(argv: list[str] | None = None) -> Any:
@@ -111,7 +117,7 @@ def main(argv: list[str] | None = None) -> Any:
                 os.environ[name] = value
 
 
-_REMOTE = ("STIGMER_SERVER", "STIGMER_TOKEN_FILE")
+_REMOTE = ("STIGMER_SERVER", "STIGMER_TOKEN_FILE", "STIGMER_CA_FILE")
 
 
 def _main(argv: list[str] | None) -> Any:

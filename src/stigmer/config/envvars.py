@@ -52,6 +52,12 @@ RUNNER_CACHED_WORKFLOWS = "STIGMER_RUNNER_CACHED_WORKFLOWS"
 UPSTREAM_MAX_CONCURRENCY = "TEMPORAL_MAX_CONCURRENCY"
 SERVER_HOST = "STIGMER_SERVER_HOST"
 SERVER_PORT = "STIGMER_SERVER_PORT"
+# `stigmer server` (team mode): the shared database, TLS, and the reverse proxies whose forwarded headers count.
+DATABASE_URL = "STIGMER_DATABASE_URL"
+SERVER_TLS_CERT = "STIGMER_SERVER_TLS_CERT"
+SERVER_TLS_KEY = "STIGMER_SERVER_TLS_KEY"
+SERVER_BEHIND_PROXY = "STIGMER_SERVER_BEHIND_PROXY"
+SERVER_TRUSTED_PROXIES = "STIGMER_SERVER_TRUSTED_PROXIES"
 
 # Limits on what a client or a model controls, retention, and what MCP servers may be handed.
 LIMIT_REQUEST_BYTES = "STIGMER_LIMIT_REQUEST_BYTES"
@@ -76,6 +82,8 @@ SERVER_TOKEN = "STIGMER_SERVER_TOKEN"
 SERVER = "STIGMER_SERVER"
 TOKEN = "STIGMER_TOKEN"
 TOKEN_FILE = "STIGMER_TOKEN_FILE"
+# A CA certificate file the CLI trusts for an https:// --server (a private CA, a self-signed certificate).
+CA_FILE = "STIGMER_CA_FILE"
 # Set by the daemon for children: which component a process is (for its log lines).
 COMPONENT = "STIGMER_COMPONENT"
 

@@ -78,6 +78,12 @@ def _parse_duration_text(raw: Any) -> str:
     return format_duration(parse_duration(raw))
 
 
+def _mask_url(value: Any) -> Any:
+    from .masking import mask_url
+
+    return mask_url(value) if isinstance(value, str) else value
+
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -158,6 +164,53 @@ def _parse_http_url(raw: Any) -> str:
     return text
 
 
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
+
+
+def _parse_database_url(raw: Any) -> str:
+    """The store of ``stigmer server``: ``sqlite:///ABSOLUTE/PATH`` or ``postgresql://USER@HOST[:PORT]/DB``.
+
+    Error messages show the URL masked: it may hold a password.
+    """
+    from urllib.parse import urlsplit
+
+    from .masking import mask_url
+
+    text = _parse_str(raw).strip()
+    if not text:
+        return ""
+    shown = mask_url(text)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018  (raises ValueError on a port that is not a number)
+    except ValueError as exc:
+        raise ValueError(f"not a database URL ({exc}): {shown!r}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in DATABASE_SCHEMES:
+        raise ValueError(f"unsupported database {parts.scheme or 'without a scheme'!r} in {shown!r}: use "
+                         "postgresql://USER@HOST:5432/DB or sqlite:///ABSOLUTE/PATH")
+    if scheme == "sqlite" and (parts.netloc or not parts.path.startswith("/") or parts.path.strip("/") == ""):
+        raise ValueError(f"expected sqlite:///ABSOLUTE/PATH (a file), got {shown!r}")
+    if scheme != "sqlite" and (not parts.path.strip("/") or any(c.isspace() for c in text)):
+        raise ValueError(f"expected postgresql://USER@HOST:5432/DATABASE (the database name is missing or the URL "
+                         f"has spaces), got {shown!r}")
+    return text
+
+
+def _parse_networks(raw: Any) -> tuple[str, ...]:
+    """IP addresses or CIDR networks: a YAML list or a comma-separated string (``10.0.0.0/8,127.0.0.1``)."""
+    import ipaddress
+
+    items = raw if isinstance(raw, (list, tuple)) else str(raw if raw is not None else "").split(",")
+    names = tuple(str(item).strip() for item in items if str(item).strip())
+    for name in names:
+        try:
+            ipaddress.ip_network(name, strict=False)
+        except ValueError:
+            raise ValueError(f"not an IP address or CIDR network: {name!r} (e.g. 10.0.0.5 or 10.0.0.0/8)") from None
+    return names
+
+
 def _range(parse: Callable[[Any], Any], low: float, high: float) -> Callable[[Any], Any]:
     def check(raw: Any) -> Any:
         value = parse(raw)
@@ -179,6 +232,8 @@ class Key:
         env: environment variables that set it, in precedence order.
         secret: masked in every output.
         default: the default when nothing sets it (None: computed by resolve()).
+        show: how a person sees the value (default: the value, or masked when ``secret``); a database URL shows
+            everything but its password.
     """
 
     name: str
@@ -188,6 +243,7 @@ class Key:
     secret: bool = False
     default: Any = None
     nested: tuple[str, ...] = field(default=())
+    show: Callable[[Any], Any] | None = None
 
 
 KEYS: dict[str, Key] = {
@@ -238,10 +294,25 @@ KEYS: dict[str, Key] = {
         Key("runner.cached_workflows", _range(_parse_int, 0, 100_000),
             "executions and sessions a runner keeps in memory between their steps (0: none; others replay)",
             (ev.RUNNER_CACHED_WORKFLOWS,), default=100),
-        Key("server.host", _parse_str, "address the daemon's API binds (loopback only)", (ev.SERVER_HOST,),
-            default="127.0.0.1"),
-        Key("server.port", _range(_parse_int, 1, 65535), "port of the daemon's API", (ev.SERVER_PORT,),
+        Key("server.host", _parse_str,
+            "address the API binds (the local daemon: loopback only; stigmer server: any, with TLS or a proxy)",
+            (ev.SERVER_HOST,), default="127.0.0.1"),
+        Key("server.port", _range(_parse_int, 1, 65535), "port of the API", (ev.SERVER_PORT,),
             default=7780),
+        Key("server.database_url", _parse_database_url,
+            "database of `stigmer server`: postgresql://USER@HOST/DB or sqlite:///PATH (empty: "
+            "$STIGMER_HOME/data/stigmer.db); its password is masked", (ev.DATABASE_URL,), secret=True,
+            show=_mask_url),
+        Key("server.tls.cert", _parse_str, "certificate file (PEM) `stigmer server` serves HTTPS with",
+            (ev.SERVER_TLS_CERT,)),
+        Key("server.tls.key", _parse_str, "private key file (PEM) of server.tls.cert", (ev.SERVER_TLS_KEY,)),
+        Key("server.behind_proxy", _parse_bool,
+            "`stigmer server` is reached through a reverse proxy that terminates TLS (allows a non-loopback host "
+            "without TLS; forwarded headers are trusted from server.trusted_proxies only)",
+            (ev.SERVER_BEHIND_PROXY,), default=False),
+        Key("server.trusted_proxies", _parse_networks,
+            "addresses or CIDR networks whose X-Forwarded-For/-Proto headers count (with server.behind_proxy)",
+            (ev.SERVER_TRUSTED_PROXIES,), default=("127.0.0.1", "::1")),
         Key("limits.request_bytes", _range(_parse_int, 1024, 1 << 30), "largest API request body, in bytes (413 above)",
             (ev.LIMIT_REQUEST_BYTES,), default=8 * 1024 * 1024),
         Key("limits.message_chars", _range(_parse_int, 1, 10_000_000), "longest message a person may send (characters)",

@@ -143,7 +143,8 @@ class Config:
         out: dict[str, dict[str, Any]] = {}
         for key in KEYS:
             item = self.items[key]
-            value = mask(item.value) if key in SECRET_KEYS else item.value
+            spec = KEYS[key]
+            value = spec.show(item.value) if spec.show else mask(item.value) if key in SECRET_KEYS else item.value
             if isinstance(value, tuple):
                 value = list(value)
             out[key] = {"value": value, "source": item.source, "origin": item.origin}

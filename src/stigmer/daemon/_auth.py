@@ -59,8 +59,21 @@ def identify(request: Request) -> Principal:
     principal = known_principal(request)
     if principal is None:
         raise ApiError(401, "missing or wrong bearer token",
-                       "send the token from $STIGMER_HOME/run/token as 'Authorization: Bearer <token>'")
+                       f"send {_where(request)} as 'Authorization: Bearer <token>'")
     return principal
+
+
+def _where(request: Request) -> str:
+    """Where a caller's token comes from: the daemon's file, or (``stigmer server``, no file) a named token."""
+    if api_state(request).ctx.token is None:
+        return "a token from `stigmer server init` or `stigmer token create`"
+    return "the token from $STIGMER_HOME/run/token"
+
+
+def _admin_where(request: Request) -> str:
+    if api_state(request).ctx.token is None:
+        return "an admin token comes from `stigmer server init` or `stigmer token create --role admin`"
+    return "the admin token is in $STIGMER_HOME/run/token"
 
 
 def known_principal(request: Request) -> Principal | None:
@@ -99,7 +112,7 @@ def reader() -> Any:
 def forbidden(request: Request, principal: Principal, allowed: str) -> ApiError:
     return ApiError(403, f"the {principal.role} token may not call {request.method} {request.url.path}: "
                          f"a {principal.role} token {ROLES[principal.role]}",
-                    f"this route needs the {allowed} token (the admin token is in $STIGMER_HOME/run/token)")
+                    f"this route needs the {allowed} token ({_admin_where(request)})")
 
 
 def require(*roles: str) -> Any:

@@ -15,12 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from ._state import ApiError, StateDep
 
 router = APIRouter()
+# A token's name: also checked by `stigmer server init`, which makes the first admin token without the API.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+NAME_MAX = 64
 
 
 class NewToken(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: str = Field(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)
     role: Literal["admin", "runner", "viewer"]
     expires_in: float | None = Field(default=None, gt=0, le=10 * 365 * 86400, allow_inf_nan=False)
     """Seconds from now (the CLI turns ``--expires 30d`` into seconds); none: until revoked."""

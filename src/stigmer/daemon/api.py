@@ -132,6 +132,8 @@ def create_app(ctx: DaemonContext) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for event in held:  # spooled terminal events come from runners too: Temporal confirms them first
             _verify.submit(state, event)
+        # Idempotent, so every replica of `stigmer server` runs them too: a terminal event is recorded once per
+        # execution whoever records it first, and deleting what retention already deleted deletes nothing.
         tasks = [asyncio.create_task(reconcile_loop(state)), asyncio.create_task(retention_loop(state))]
         if store.shared:  # other replicas store events too: hear of them (team mode)
             tasks.append(asyncio.create_task(follow_replicas(state)))

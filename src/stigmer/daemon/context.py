@@ -1,6 +1,7 @@
 """What the API needs from the daemon process, handed to :func:`stigmer.daemon.api.create_app`.
 
-The daemon's main builds it (its supervisor fills ``components``); tests build it with a fake
+The daemon's main builds it (its supervisor fills ``components``), and so does ``stigmer server``
+(``daemon/server.py``: no supervisor, no daemon tokens, a database URL); tests build it with a fake
 ``temporal_client``. The API never reaches into the supervisor or Temporal any other way.
 """
 
@@ -27,7 +28,9 @@ class DaemonContext:
 
     Attributes:
         config: the configuration resolved once by the daemon.
-        token: the admin bearer token (``run/token``): every route but ``/v1/health`` admits it.
+        token: the local daemon's admin bearer token (``run/token``): every route but ``/v1/health`` admits it.
+            None for ``stigmer server``, which has no such file: there, every caller brings a named token from
+            the database (``stigmer server init``, ``stigmer token create``). Required, so a caller states it.
         runner_token: the runners' bearer token (``run/runner-token``): admitted by ``POST /v1/events`` only.
         store_path: the SQLite file (``$STIGMER_HOME/data/stigmer.db``), used unless ``database_url`` is set.
         database_url: the store to open instead (``postgresql://...`` in team mode; see ``stigmer.store.open_store``).
@@ -43,7 +46,7 @@ class DaemonContext:
     """
 
     config: Config
-    token: str
+    token: str | None
     store_path: Path
     temporal_client: Callable[[], Awaitable[temporalio.client.Client]]
     components: Callable[[], list[dict[str, Any]]] = field(default=_no_components)

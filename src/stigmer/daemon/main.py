@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import ipaddress
 import json
@@ -76,7 +77,11 @@ def loopback_host(cfg: Config) -> str:
                       hint="use 127.0.0.1 (unset STIGMER_SERVER_HOST or `stigmer config unset server.host`)")
 
 
-def bind_api(host: str, port: int) -> socket.socket:
+LOCAL_PORT_HINT = ("stop the program using it, or choose another with `stigmer local start --port N` "
+                   "(or `stigmer config set server.port N`)")
+
+
+def bind_api(host: str, port: int, hint: str = LOCAL_PORT_HINT) -> socket.socket:
     """Bind the API's socket ourselves, so a port in use is a clear error (not uvicorn's exit)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on such sockets; without it every response
@@ -87,9 +92,10 @@ def bind_api(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"the API port {port} on {host} is already in use ({exc.strerror})",
-                          hint="stop the program using it, or choose another with `stigmer local start --port N` "
-                               "(or `stigmer config set server.port N`)") from None
+        if exc.errno != errno.EADDRINUSE:  # e.g. an address this machine does not have
+            raise ConfigError(f"cannot bind the API to {host}:{port} ({exc.strerror})",
+                              hint="server.host must be an address of this machine (or 0.0.0.0 / :: for all)") from None
+        raise ConfigError(f"the API port {port} on {host} is already in use ({exc.strerror})", hint=hint) from None
     sock.listen(128)
     sock.setblocking(False)
     return sock

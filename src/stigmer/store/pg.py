@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+from ..config.masking import mask_url, scrub
 from ..errors import ConfigError, RuntimeFailure
 from .db import Store
 
@@ -58,12 +58,7 @@ def translate(sql: str) -> str:
 
 def redact(url: str) -> str:
     """``url`` without its password (what logs, errors and ``/v1/status`` show)."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return str(mask_url(url))
 
 
 def _clean(value: Any) -> Any:
@@ -274,8 +269,7 @@ def open_pg(url: str) -> PgStore:
     try:
         store = PgStore(_connect(url), url)
     except psycopg.Error as exc:
-        password = urlsplit(url).password
-        reason = str(exc).strip().replace(password, "***") if password else str(exc).strip()
+        reason = scrub(str(exc).strip(), url)
         raise RuntimeFailure(f"cannot connect to the database {redact(url)}: {reason}",
                              hint="check --database-url (STIGMER_DATABASE_URL): host, port, user, password, "
                                   "database name, and that the server is running") from None

@@ -75,7 +75,7 @@ def test_named_tokens_only_admin_reads_status_viewer_cannot_post_and_sigterm_exi
             assert api["uptime_s"] >= 0 and api["state"] == "ready"
             assert temporal["name"] == "temporal" and temporal["managed"] is False
             assert temporal["address"] == temporal_server.address and "external" in temporal["detail"]
-            assert status["temporal"]["managed"] is False and status["store"] == _db(tmp_path)
+            assert status["temporal"]["managed"] is False and status["store"] == str(tmp_path / "team.db")
         # The CLI, elsewhere, with the admin token: makes a viewer token and applies an agent.
         remote = ("--server", server.url, "--token-file", str(admin_file))
         viewer_file = tmp_path / "viewer.token"

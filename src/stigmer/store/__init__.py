@@ -20,6 +20,6 @@ def open_store(target: str | Path) -> Store:
         from .pg import open_pg
 
         return open_pg(text)
-    if text.startswith("sqlite:///"):
-        text = text[len("sqlite://"):]
+    if text.startswith("sqlite:///"):  # sqlite:////abs/path or sqlite:///relative/path, as SQLAlchemy reads them
+        text = text[len("sqlite:///"):]
     return Store.open(Path(text))

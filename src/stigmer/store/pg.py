@@ -270,7 +270,7 @@ def open_pg(url: str) -> PgStore:
         store = PgStore(_connect(url), url)
     except psycopg.Error as exc:
         reason = scrub(str(exc).strip(), url)
-        raise RuntimeFailure(f"cannot connect to the database {redact(url)}: {reason}",
+        raise RuntimeFailure(f"cannot open the database {redact(url)}: {reason}",
                              hint="check --database-url (STIGMER_DATABASE_URL): host, port, user, password, "
                                   "database name, and that the server is running") from None
     try:

@@ -180,12 +180,14 @@ async def test_a_runner_serves_the_temporal_sdk_metrics_at_its_metrics_address(t
     address = f"127.0.0.1:{free_port()}"
     script = write_script(tmp_path / "s.json", [{"content": "Counted."}])
     env = runner_env(temporal_server.address, queue, {"STIGMER_RUNNER_METRICS_ADDRESS": "127.0.0.1:1"})
-    with running(spawn_runner(env, tmp_path / "runner.log", "--metrics-address", address)):  # the flag wins
+    log = tmp_path / "runner.log"
+    with running(spawn_runner(env, log, "--metrics-address", address)):  # the flag wins
         assert (await (await start(client, execution(script), queue)).result()).output == "Counted."
         wait_for(lambda: "temporal_workflow_completed" in _metrics(address), timeout=30, what="SDK metrics")
         text = _metrics(address)
     assert f'task_queue="{queue}"' in text
     assert "temporal_activity_execution_latency" in text
+    assert f"metrics: the Temporal SDK's at http://{address}/metrics" in log.read_text()
 
 
 @pytest.mark.slow

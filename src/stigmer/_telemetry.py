@@ -99,6 +99,10 @@ def setup_tracing(service: str = "stigmer") -> bool:
     _STATE.provider = provider
     _instrument_httpx(provider)
     log.info("tracing: spans go over OTLP/HTTP to %s", _where())
+    protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+    if (protocol or "").strip().lower() == "grpc":
+        log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=grpc: stigmer sends traces over http/protobuf only; point the "
+                    "endpoint at the collector's OTLP/HTTP port (4318 by default)")
     return True
 
 

@@ -38,7 +38,10 @@ def _telemetry(cfg: Any) -> None:
     from .._telemetry import sdk_metrics, setup_tracing
     from ..worker.main import forward_core_logs
 
-    forward_core_logs(sdk_metrics(cfg.value("runner.metrics_address"), os.environ))
+    address = cfg.value("runner.metrics_address")
+    forward_core_logs(sdk_metrics(address, os.environ))
+    if address:
+        logging.getLogger("stigmer.runner").info("metrics: the Temporal SDK's at http://%s/metrics", address)
     setup_tracing("stigmer-runner")
 
 

@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.stigmer-installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --progress-bar off -e '.[embedded,team,dev]'
+	$(BIN)/python -m pip install --progress-bar off -e '.[embedded,team,otel,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

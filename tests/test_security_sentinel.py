@@ -9,7 +9,8 @@ exercise events, errors and workflow histories. Then every place a key
 could leak is searched, raw and decoded: logs, the SQLite files, events, ``config show``,
 ``local status``, error messages, Temporal histories (``temporal workflow show``, raw and decoded
 through the codec server), the blob store (``blobs.threshold`` is set low, so nearly every payload
-goes there) and every process's command line while the stack runs.
+goes there), the OpenTelemetry spans the daemon and runners export (the whole stack traces to a recorder on
+loopback) and every process's command line while the stack runs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import pytest
 
 from tests.faults.checks import history
 from tests.support.local_daemon import LocalStack
+from tests.support.otlp import OtlpReceiver
 
 pytestmark = pytest.mark.slow
 
@@ -117,7 +119,9 @@ def surfaces(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, lis
     """Run the stack with the sentinels; collect every surface (name -> texts) to search."""
     home = tmp_path_factory.mktemp("sentinel") / "home"
     home.mkdir()
-    stack = LocalStack.scripted(home, [{"content": "unused"}], STIGMER_BLOBS_THRESHOLD="256", **SENTINELS)
+    otlp = OtlpReceiver().__enter__()
+    stack = LocalStack.scripted(home, [{"content": "unused"}], STIGMER_BLOBS_THRESHOLD="256",
+                                OTEL_EXPORTER_OTLP_ENDPOINT=otlp.url, OTEL_BSP_SCHEDULE_DELAY="100", **SENTINELS)
     found: dict[str, list[str | bytes]] = {}
     try:
         started = stack.start()
@@ -141,7 +145,9 @@ def surfaces(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, lis
         found["stigmer run output and error messages"] = [t for r in runs for t in (r.stdout, r.stderr)]
         _collect_api_and_cli(stack, found)
     finally:
-        stack.cleanup()
+        stack.cleanup()  # the daemon and runners send their last spans as they stop
+        otlp.__exit__()
+    found["OpenTelemetry spans exported over OTLP (raw bodies)"] = [body for _, body in otlp.bodies]
     found["files under $STIGMER_HOME/logs"] = [p.read_bytes() for p in (home / "logs").rglob("*") if p.is_file()]
     found["blob store files ($STIGMER_HOME/blobs)"] = [p.read_bytes() for p in (home / "blobs").rglob("*")
                                                         if p.is_file()]

@@ -25,15 +25,24 @@ from ._options import config_flags, flags_from, load_config
 
 
 def _setup_logging(level: str) -> None:
-    """Plain lines on stderr, the Temporal SDK core's included (it would colour its own with ANSI codes)."""
-    from ..worker.main import forward_core_logs
-
+    """Plain lines on stderr (the Temporal SDK core's join them in :func:`_telemetry`)."""
     component = os.environ.get("STIGMER_COMPONENT", "runner")
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
                         format=f"%(asctime)s {component} %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpcore", "temporalio.activity", "mcp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    forward_core_logs()
+
+
+def _telemetry(cfg: Any) -> None:
+    """The SDK core's logs (it would colour its own with ANSI codes) and metrics; traces when OTEL_* asks."""
+    from .._telemetry import sdk_metrics, setup_tracing
+    from ..worker.main import forward_core_logs
+
+    address = cfg.value("runner.metrics_address")
+    forward_core_logs(sdk_metrics(address, os.environ))
+    if address:
+        logging.getLogger("stigmer.runner").info("metrics: the Temporal SDK's at http://%s/metrics", address)
+    setup_tracing("stigmer-runner")
 
 
 def _load(flags: dict[str, tuple[Any, str]]) -> Any:
@@ -99,6 +108,10 @@ def _event_server(server: str | None, token_file: str | None) -> None:
 @click.option("--token-file", metavar="FILE", default=None,
               help="The file (mode 0600) holding a runner token for --server, from `stigmer token create --role "
                    "runner --out FILE` (env STIGMER_SERVER_TOKEN holds the token itself).")
+@click.option("--metrics-address", metavar="HOST:PORT", default=None,
+              help="Serve the Temporal SDK's metrics for Prometheus at http://HOST:PORT/metrics (env "
+                   "STIGMER_RUNNER_METRICS_ADDRESS). Any address may be bound, for scrapers elsewhere; nothing "
+                   "there needs a token.")
 def runner(**kwargs: Any) -> None:
     """Start a runner worker: it polls the task queue and runs agent executions until SIGTERM.
 
@@ -114,6 +127,7 @@ def runner(**kwargs: Any) -> None:
     import asyncio
 
     from .._hardening import make_undumpable
+    from .._telemetry import shutdown as shutdown_tracing
 
     make_undumpable()  # the keys live in this process's environment: closed to same-user processes (shell, MCP)
     _event_server(kwargs.pop("server"), kwargs.pop("token_file"))
@@ -123,12 +137,16 @@ def runner(**kwargs: Any) -> None:
         flags["runner.task_queue"] = (kwargs["task_queue"], "--task-queue")
     if kwargs.get("max_concurrent") is not None:
         flags["runner.max_concurrent"] = (kwargs["max_concurrent"], "--max-concurrent")
+    if kwargs.get("metrics_address") is not None:
+        flags["runner.metrics_address"] = (kwargs["metrics_address"], "--metrics-address")
     _setup_logging(log_level)
     cfg = _load(flags)
     _warn_about_llm(cfg)
     try:
+        _telemetry(cfg)
         asyncio.run(_serve(cfg))
     except StigmerError as exc:  # same message as cli.main prints, but without interpreter finalisation (below)
+        shutdown_tracing()
         click.echo(f"error: {exc}", err=True)
         sys.stderr.flush()
         os._exit(exc.exit_code)
@@ -136,6 +154,7 @@ def runner(**kwargs: Any) -> None:
     # Rust core can abort during finalisation after a clean shutdown ("Fatal Python error:
     # PyGILState_Release", exit 134; sdk-python#300). Everything is shut down and flushed at this
     # point, so skipping finalisation loses nothing and guarantees exit code 0.
+    shutdown_tracing()  # the last spans, before os._exit skips every exit hook
     logging.getLogger("stigmer.runner").info("runner exited cleanly")
     logging.shutdown()
     sys.stdout.flush()

@@ -124,6 +124,9 @@ def _setup_logging(level: str, cfg: Any) -> None:
 
 def _exit(code: int) -> None:
     """Leave without interpreter finalisation: the Temporal SDK can abort there after a clean stop (sdk-python#300)."""
+    from .._telemetry import shutdown
+
+    shutdown()  # spans still batched: os._exit skips every exit hook
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -211,6 +211,19 @@ def _parse_networks(raw: Any) -> tuple[str, ...]:
     return names
 
 
+def _parse_bind_address(raw: Any) -> str:
+    """``host:port`` (``[::1]:port`` for IPv6) a server may bind; empty: none."""
+    text = _parse_str(raw).strip()
+    if not text:
+        return ""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port (e.g. 127.0.0.1:9464, 0.0.0.0:9464 or [::1]:9464), got {text!r}")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError(f"put an IPv6 address in brackets: [{host}]:{port}")
+    return text
+
+
 def _range(parse: Callable[[Any], Any], low: float, high: float) -> Callable[[Any], Any]:
     def check(raw: Any) -> Any:
         value = parse(raw)
@@ -294,6 +307,9 @@ KEYS: dict[str, Key] = {
         Key("runner.cached_workflows", _range(_parse_int, 0, 100_000),
             "executions and sessions a runner keeps in memory between their steps (0: none; others replay)",
             (ev.RUNNER_CACHED_WORKFLOWS,), default=100),
+        Key("runner.metrics_address", _parse_bind_address,
+            "host:port where a runner serves the Temporal SDK's metrics for Prometheus (empty: none; one per runner)",
+            (ev.RUNNER_METRICS_ADDRESS,), default=""),
         Key("server.host", _parse_str,
             "address the API binds (the local daemon: loopback only; stigmer server: any, with TLS or a proxy)",
             (ev.SERVER_HOST,), default="127.0.0.1"),

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._aio import cancel_and_wait
+from .._telemetry import instrument_app
 from ..store import open_store
 from ..worker.events import SPOOL_DIR
 from . import _verify
@@ -149,6 +150,7 @@ def create_app(ctx: DaemonContext) -> FastAPI:
     app.state.api = state
     app.add_middleware(BodyLimit, limit=ctx.config.value("limits.request_bytes"))  # 413 before any parsing
     app.add_middleware(RequestMetrics, metrics=state.metrics)  # outermost: counts the 413s too
+    instrument_app(app)  # a span per request when OTEL_* asks for traces (stigmer._telemetry); else nothing
     admin, readers = [require(ADMIN)], [reader()]  # readers: the admin, and viewers on GET routes
     _install_handlers(app, state)
     _public_routes(app)

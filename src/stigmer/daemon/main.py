@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._telemetry import shutdown as shutdown_tracing
 from ..config import envvars as ev
 from ..errors import ConfigError, RuntimeFailure, StigmerError
 from . import files
@@ -305,6 +306,7 @@ def run(cfg: Config, *, pull: bool = True, echo_logs: bool = False, policy: Rest
         on_ready: Callable[[Daemon], None] | None = None) -> int:
     """Run the daemon in this process until SIGTERM/SIGINT; returns the exit code."""
     from .._hardening import make_undumpable
+    from .._telemetry import setup_tracing
     from ..worker.main import forward_core_logs
     from .logs import setup_daemon_logging
 
@@ -313,6 +315,7 @@ def run(cfg: Config, *, pull: bool = True, echo_logs: bool = False, policy: Rest
     cfg.require_provider()
     setup_daemon_logging(cfg.path("logs"), echo=echo_logs)
     forward_core_logs()
+    setup_tracing("stigmer-api")  # before any Temporal client: each gets the tracing interceptor
     log.info("%s", llm_line(cfg))
     for warning in cfg.warnings:
         log.warning("%s", warning)
@@ -331,6 +334,7 @@ def main() -> None:
         with contextlib.suppress(Exception):
             _leave_failure(exc)
     finally:
+        shutdown_tracing()  # spans still batched: os._exit below skips every exit hook
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

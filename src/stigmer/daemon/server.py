@@ -296,4 +296,7 @@ def run(cfg: Config, settings: ServerSettings, *, access_log: bool = True) -> in
                  "use; set server.database_url to postgresql://... for several", settings.database.path)
     if cfg.items["temporal.address"].source == "default":
         log.warning("no --temporal-address (TEMPORAL_ADDRESS): using %s", cfg.temporal.address)
+    from .._telemetry import setup_tracing
+
+    setup_tracing("stigmer-api")  # before any Temporal client: each gets the tracing interceptor
     return asyncio.run(ApiReplica(cfg, settings, access_log=access_log).serve())

@@ -30,6 +30,7 @@ from ..blobs.store import configured_store
 from ..errors import StigmerError, UserError
 from ..providers import usage as usage_
 from ..providers.usage import measure
+from . import _spans
 from ._messages import (
     chunk_text,
     from_langchain,
@@ -186,8 +187,14 @@ class Activities:
         inp = decoded(ModelCallInput, payload)
         if inp.toolsets is not None:  # every tool is built in: their schemas are this runner's own
             inp.tools = builtin_schemas(inp.toolsets)
-        events = EventBuffer(self.sink, inp.execution_id)
         attempt = activity.info().attempt
+        with _spans.model_call(inp, attempt) as current:
+            reply = await self._call_model(inp, attempt)
+            _spans.model_reply(current, reply)
+        return reply
+
+    async def _call_model(self, inp: ModelCallInput, attempt: int) -> dict[str, Any]:
+        events = EventBuffer(self.sink, inp.execution_id)
         events.emit("step_started", {"step": inp.step, "attempt": attempt, "model": inp.model.id})
         try:
             started = time.monotonic()
@@ -280,8 +287,10 @@ class Activities:
         events = EventBuffer(self.sink, inp.execution_id)
         events.emit("tool_started", {"step": inp.step, "call_id": call_id, "name": name, "args": args})
         try:
-            async with _heartbeating(_beat_interval()):
-                content, is_error = await self._dispatch(inp, name, args)
+            with _spans.tool_call(inp, name, call_id) as current:
+                async with _heartbeating(_beat_interval()):
+                    content, is_error = await self._dispatch(inp, name, args)
+                _spans.tool_result(current, content, is_error)
             content = _bounded(content, self.limits.output_chars)
             events.emit("tool_finished", {"step": inp.step, "call_id": call_id, "name": name, "is_error": is_error,
                                           "result": workspace.truncate(content, 2000)})

@@ -3,7 +3,9 @@
 Used by the runner and by the daemon (to start, query and cancel executions). The API key and
 TLS material come from the configuration, which read them from the environment or config file;
 they are never logged. Every client gets the claim-check codec (``stigmer.blobs.codec``) over the
-configured blob store: a client without it could not read a payload a runner stored externally.
+configured blob store: a client without it could not read a payload a runner stored externally. When the
+``OTEL_*`` variables ask for traces, every client also gets the SDK's tracing interceptor (``stigmer._telemetry``),
+and so does every worker built on it.
 """
 
 from __future__ import annotations
@@ -44,13 +46,14 @@ async def connect(cfg: Any, *, identity: str | None = None) -> Any:
     """Connect to Temporal as ``cfg`` says; an unreachable server is a RuntimeFailure that says what to check."""
     from temporalio.client import Client
 
+    from .._telemetry import client_interceptors
     from ..blobs.codec import data_converter
 
     t = cfg.temporal
-    converter = data_converter(cfg)
+    converter, interceptors = data_converter(cfg), client_interceptors()
     try:
         return await Client.connect(t.address, namespace=t.namespace, api_key=t.api_key or None, tls=tls_config(cfg),
-                                    identity=identity, data_converter=converter)
+                                    identity=identity, data_converter=converter, interceptors=interceptors)
     except ConfigError:
         raise
     except Exception as exc:

@@ -72,19 +72,30 @@ def _why(item: Any) -> str:
     return f"{item.source} {item.origin}"
 
 
-def forward_core_logs() -> None:
+def forward_core_logs(metrics: Any = None) -> None:
     """Send the Temporal SDK core's own log lines (Rust) through Python logging, formatted like ours.
 
     Left alone, the core writes them straight to stderr with ANSI colour codes, which end up as
     escape sequences in ``logs/runner-N.log`` and in a deployment's log collector. Call once per
-    process, before the first Temporal client connects (the default runtime is made then).
+    process, before the first Temporal client connects (the default runtime is made then): the
+    runtime is the process's one telemetry setup, so its ``metrics`` come in here too
+    (:func:`stigmer._telemetry.sdk_metrics`). A Prometheus address that cannot be bound is a ConfigError.
     """
     from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
     forwarding = LogForwardingConfig(logger=logging.getLogger("temporalio.core"), append_target_to_name=False)
     logging_config = LoggingConfig(filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
                                    forwarding=forwarding)
-    Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=logging_config)), error_if_already_set=False)
+    try:
+        runtime = Runtime(telemetry=TelemetryConfig(logging=logging_config, metrics=metrics))
+    except ValueError as exc:  # the SDK's words: "Failed starting Prometheus exporter: Address already in use"
+        from ..errors import ConfigError
+
+        where = getattr(metrics, "bind_address", None) or getattr(metrics, "url", "?")
+        raise ConfigError(f"cannot export the runner's metrics at {where}: {exc}",
+                          hint="pick a free --metrics-address (STIGMER_RUNNER_METRICS_ADDRESS, runner.metrics_address):"
+                               " each runner on a machine needs its own") from None
+    Runtime.set_default(runtime, error_if_already_set=False)
 
 
 async def _connect_patiently(cfg: Any, identity: str, stop: asyncio.Event) -> Any:

@@ -286,7 +286,7 @@ async def post_events(batch: EventBatch, state: StateDep,
     held: list[dict[str, Any]] = []
     for event in events:
         (held if not principal.trusted and _verify.is_terminal(event) else now).append(event)
-    stored = state.store.append_events(now)
+    stored = await state.store.off_loop(state.store.append_events, now)
     state.hub.publish(stored)
     if state.metrics is not None:
         state.metrics.stored(stored)

@@ -14,7 +14,9 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class StoreBase:
@@ -39,6 +41,12 @@ class StoreBase:
     def json_field(column: str, key: str) -> str:
         """SQL for the text of ``key`` in the JSON object held (as text) in ``column``."""
         return f"json_extract({column}, '$.{key}')"
+
+    async def off_loop(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)`` for an async caller: inline on SQLite (in-process, microseconds a statement), in a thread
+        on a shared store, whose network round trips must not hold the API's event loop (its reads, on a
+        connection of their own, go on meanwhile)."""
+        return call(*args)
 
     def _stored(self, conn: Any, events: list[dict[str, Any]]) -> None:
         """Called inside the transaction that stored ``events`` (non-empty), before it commits."""

@@ -249,39 +249,58 @@ class Store(SessionsMixin, ApprovalsMixin, UsageMixin, TokensMixin, StoreBase):
         """
         stored: list[dict[str, Any]] = []
         with self._tx() as conn:
+            executions: dict[str, dict[str, Any] | None] = {}  # each execution read once per batch
             for event in events:
-                saved = self._append_one(conn, event)
+                saved = self._append_one(conn, event, executions)
                 if saved is not None:
                     stored.append(saved)
+            now = time.time()
+            for execution_id, row in executions.items():
+                if row is not None and row["last_seq"] != row["stored_seq"]:
+                    conn.execute("UPDATE executions SET last_seq = ?, updated_at = ? WHERE id = ?",
+                                 (row["last_seq"], now, execution_id))
             if stored:
                 self._stored(conn, stored)
         return stored
 
-    def _append_one(self, conn: sqlite3.Connection, event: Mapping[str, Any]) -> dict[str, Any] | None:
+    @staticmethod
+    def _execution_row(conn: sqlite3.Connection, execution_id: str,
+                       executions: dict[str, dict[str, Any] | None]) -> dict[str, Any] | None:
+        if execution_id not in executions:
+            row = conn.execute("SELECT id, status, last_seq, session_id FROM executions WHERE id = ?",
+                               (execution_id,)).fetchone()
+            executions[execution_id] = None if row is None else {
+                "id": row["id"], "status": row["status"], "last_seq": int(row["last_seq"]),
+                "stored_seq": int(row["last_seq"]), "session_id": row["session_id"]}
+        return executions[execution_id]
+
+    def _append_one(self, conn: sqlite3.Connection, event: Mapping[str, Any],
+                    executions: dict[str, dict[str, Any] | None]) -> dict[str, Any] | None:
+        """One event: numbered after the execution's last (``last_seq`` is written once per batch, by the caller);
+        an ``id`` already stored is dropped by the unique index, in the same statement that inserts."""
         execution_id, kind = str(event["execution_id"]), str(event["type"])
+        row = self._execution_row(conn, execution_id, executions)
+        if row is None or row["status"] in TERMINAL:
+            return None
         data = dict(event.get("data") or {})
-        row = conn.execute("SELECT id, status, last_seq, session_id FROM executions WHERE id = ?",
-                           (execution_id,)).fetchone()
-        if row is None:
-            return None
-        if row["status"] in TERMINAL:
-            return None
         event_id = event.get("id") or None
-        if event_id is not None and conn.execute("SELECT 1 FROM events WHERE execution_id = ? AND event_id = ?",
-                                                 (execution_id, str(event_id))).fetchone() is not None:
-            return None
         new_status = terminal_status(kind, data)
-        seq, now = int(row["last_seq"]) + 1, time.time()
+        seq, now = row["last_seq"] + 1, time.time()
         ts = float(event.get("ts") or now)
-        conn.execute("INSERT INTO events (execution_id, seq, type, data, ts, event_id) VALUES (?, ?, ?, ?, ?, ?)",
-                     (execution_id, seq, kind, json.dumps(data, default=str), ts,
-                      None if event_id is None else str(event_id)))
-        conn.execute("UPDATE executions SET last_seq = ?, updated_at = ? WHERE id = ?", (seq, now, execution_id))
+        inserted = conn.execute(
+            "INSERT INTO events (execution_id, seq, type, data, ts, event_id) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (execution_id, event_id) WHERE event_id IS NOT NULL DO NOTHING",
+            (execution_id, seq, kind, json.dumps(data, default=str), ts, None if event_id is None else str(event_id)))
+        if inserted.rowcount == 0:  # this id was stored before: a runner's retry
+            return None
+        row["last_seq"] = seq
         if new_status is not None:
             finish(conn, row, new_status, data, now)
+            row["status"] = new_status
         else:
             if row["status"] == "pending":
                 conn.execute("UPDATE executions SET status = 'running', error = NULL WHERE id = ?", (execution_id,))
+                row["status"] = "running"
             apply_middle_event(conn, row, kind, data, ts)
         return {"execution_id": execution_id, "seq": seq, "type": kind, "data": data, "ts": ts}
 

@@ -23,11 +23,12 @@ import asyncio
 import contextlib
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..config.masking import mask_url, scrub
 from ..errors import ConfigError, RuntimeFailure
@@ -41,6 +42,7 @@ _MIGRATE_LOCK = 0x5717_3E21  # pg_advisory_lock key held while migrating
 _MIGRATIONS = Path(__file__).parent / "pg_migrations"
 
 _translated: dict[str, str] = {}
+T = TypeVar("T")
 
 
 def translate(sql: str) -> str:
@@ -145,6 +147,9 @@ class PgStore(Store):
         import psycopg
 
         super().__init__(conn, Path("."))
+        # Reads on a connection of their own: they never wait behind a write transaction (as SQLite's WAL readers).
+        self._reader: Any = _connect(url)
+        self._read_lock = threading.Lock()
         self.url = url
         self.replica = uuid.uuid4().hex[:12]  # who stored an event: a replica skips its own announcements
         self.integrity_errors = (psycopg.IntegrityError,)
@@ -159,6 +164,8 @@ class PgStore(Store):
     def close(self) -> None:
         with self._lock, contextlib.suppress(Exception):
             self._conn.close()
+        with self._read_lock, contextlib.suppress(Exception):
+            self._reader.close()
 
     def _connection(self) -> Any:
         conn: Any = self._conn
@@ -166,6 +173,9 @@ class PgStore(Store):
             log.warning("store: reconnecting to %s", redact(self.url))
             conn = self._conn = _connect(self.url)
         return conn
+
+    async def off_loop(self, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(call, *args)
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[Any]:
@@ -176,8 +186,10 @@ class PgStore(Store):
                 yield _Connection(conn)
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        with self._lock:
-            cursor = self._connection().execute(translate(sql), [_clean(a) for a in args])
+        with self._read_lock:
+            if self._reader.closed or self._reader.broken:
+                self._reader = _connect(self.url)
+            cursor = self._reader.execute(translate(sql), [_clean(a) for a in args])
             return list(cursor.fetchall()) if cursor.description else []
 
     def _stored(self, conn: Any, events: list[dict[str, Any]]) -> None:

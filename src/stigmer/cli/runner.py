@@ -104,7 +104,8 @@ def _event_server(server: str | None, token_file: str | None) -> None:
               show_default=True, help="Log verbosity (logs go to stderr).")
 @click.option("--server", metavar="URL", default=None,
               help="Post execution events to the stigmer server at URL (env STIGMER_SERVER_URL); while it cannot "
-                   "be reached they wait in memory and in $STIGMER_HOME/data/event-spool.")
+                   "be reached they wait in $STIGMER_HOME/data/event-spool, and a runner started again sends "
+                   "what its last life left there.")
 @click.option("--token-file", metavar="FILE", default=None,
               help="The file (mode 0600) holding a runner token for --server, from `stigmer token create --role "
                    "runner --out FILE` (env STIGMER_SERVER_TOKEN holds the token itself).")

@@ -87,6 +87,9 @@ TOKEN_FILE = "STIGMER_TOKEN_FILE"
 CA_FILE = "STIGMER_CA_FILE"
 # Set by the daemon for children: which component a process is (for its log lines).
 COMPONENT = "STIGMER_COMPONENT"
+# Set to 1 by the daemon for its runner children: their event spool stays in data/event-spool, which the daemon
+# stores at its start, and they do not re-send it themselves (worker.spool).
+MANAGED_RUNNER = "STIGMER_MANAGED_RUNNER"
 
 # Provider plugins: comma-separated ``name=module`` pairs. The module has ``register(registry)``
 # and is imported by the provider registry; config accepts ``name`` as a provider.

@@ -37,6 +37,7 @@ def runner_env(cfg: Config, server_url: str, token: str, name: str) -> dict[str,
     env[ev.SERVER_URL] = server_url
     env[ev.SERVER_TOKEN] = token
     env[ev.COMPONENT] = name
+    env[ev.MANAGED_RUNNER] = "1"  # the daemon stores this runner's event spool at its start (worker.spool)
     return env
 
 

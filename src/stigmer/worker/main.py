@@ -136,6 +136,7 @@ async def run_worker(cfg: Any, stop: asyncio.Event, *, client: Any = None, ready
         client = await _connect_patiently(cfg, f"{os.getpid()}@{socket.gethostname()}", stop)
     await warming
     sink = make_sink(spool_dir=cfg.path("data") / SPOOL_DIR)
+    sink.start()  # a runner that is not the daemon's re-sends, first, what its last life spooled
     activities = Activities(cfg, sink)
     max_concurrent = int(cfg.value("runner.max_concurrent"))
     cached = int(cfg.value("runner.cached_workflows"))

@@ -9,7 +9,7 @@ zero-latency scripted model (one model call, one answer). Three measurements, ea
 1. scale: executions per second (first POST to the last execution completed) with 1 API replica + 1 runner, then
    2 + 2, alternating for ``--rounds`` rounds; starts are spread over the replicas. Target: 2+2 >= 1.6x 1+1.
    Twice: with the zero-latency model (every process busy on the same 2 cores: CPU-bound) and ``scale_slots``,
-   with model calls of 300 ms and 8 activity slots per runner (bound by the runners' capacity, as a team whose
+   with model calls of 300 ms and 2 activity slots per runner (bound by the runners' capacity, as a team whose
    runners each serve a model of limited concurrency is);
 2. status: ``GET /v1/executions/{id}`` and ``GET /v1/status`` p50/p99, sampled while ``--concurrent`` executions run,
    one replica + one runner on PostgreSQL vs the same on SQLite;
@@ -285,7 +285,7 @@ def lag(tmp: Path, temporal: Any, pg: Any, script: str, events: int) -> dict[str
 def table(report: dict[str, Any]) -> str:
     lines = []
     for key, title in (("scale", "zero-latency model: CPU-bound"),
-                       ("scale_slots", "model calls of 300 ms, 8 activity slots per runner: runner-bound")):
+                       ("scale_slots", "model calls of 300 ms, 2 activity slots per runner: runner-bound")):
         if key not in report:
             continue
         s = report[key]
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                 report["scale"] = scale(tmp, temporal, pg, script, args.executions, args.rounds)
             if "scale_slots" in only:
                 slow = write_script(tmp / "slow.json", [{"content": "Done.", "delay": 0.3}], record=False)
-                report["scale_slots"] = scale(tmp, temporal, pg, slow, args.executions, args.rounds, slots=8)
+                report["scale_slots"] = scale(tmp, temporal, pg, slow, args.executions, args.rounds, slots=2)
         finally:
             pg.stop()
             temporal.stop()

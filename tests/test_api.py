@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from stigmer.config import Config
+from tests.support.backends import both_backends  # noqa: F401  (each test on SQLite and PostgreSQL)
 from tests.support.daemon_api import ApiServer, FakeTemporal, fake_client, make_context, scripted_config, serve_api
-from tests.support.postgres import both_backends  # noqa: F401  (each test on SQLite and PostgreSQL)
 from tests.support.scripted_provider import PLUGIN
 
 V1 = "agentic.stigmer.ai/v1"

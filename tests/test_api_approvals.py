@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from stigmer.worker.params import DECIDE_APPROVAL, ApprovalDecision
+from tests.support.backends import both_backends  # noqa: F401  (each test on SQLite and PostgreSQL)
 from tests.support.daemon_api import ApiServer, FakeTemporal
-from tests.support.postgres import both_backends  # noqa: F401  (each test on SQLite and PostgreSQL)
 
 V1 = "agentic.stigmer.ai/v1"
 MODEL = "scripted:x.json"

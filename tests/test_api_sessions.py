@@ -22,8 +22,8 @@ from stigmer.worker.params import (
     SessionInput,
     TurnRequest,
 )
+from tests.support.backends import both_backends  # noqa: F401  (each test on SQLite and PostgreSQL)
 from tests.support.daemon_api import ApiServer, FakeTemporal
-from tests.support.postgres import both_backends  # noqa: F401  (each test on SQLite and PostgreSQL)
 
 V1 = "agentic.stigmer.ai/v1"
 MODEL = "scripted:x.json"

@@ -21,8 +21,8 @@ import pytest
 
 from stigmer.config import Config
 from stigmer.store import open_store
+from tests.support.backends import both_backends  # noqa: F401  (each test on SQLite and PostgreSQL)
 from tests.support.daemon_api import ApiServer, FakeTemporal, fake_client, make_context, scripted_config, serve_api
-from tests.support.postgres import both_backends  # noqa: F401  (each test on SQLite and PostgreSQL)
 
 EXECUTION = "long1"
 MANY = 10_050  # more than the 10,000 the replay used to stop at

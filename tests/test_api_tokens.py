@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 
 from stigmer.config import Config
+from tests.support.backends import both_backends  # noqa: F401  (each test on SQLite and PostgreSQL)
 from tests.support.daemon_api import ApiServer, invoke
-from tests.support.postgres import both_backends  # noqa: F401  (each test on SQLite and PostgreSQL)
 
 PUBLIC = {("GET", "/v1/health")}
 ADMIN_ONLY_READS = {"/v1/tokens"}  # a viewer may not list who holds which token

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.backends import both_backends  # noqa: F401  (each test on SQLite and PostgreSQL)
 from tests.support.daemon_api import ApiServer
-from tests.support.postgres import both_backends  # noqa: F401  (each test on SQLite and PostgreSQL)
 
 V1 = "agentic.stigmer.ai/v1"
 

@@ -45,6 +45,8 @@ NAMED = {"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "STIGMER_LLM_API_KEY", "STIGMER_
          "TEMPORAL_TLS_CLIENT_KEY_PATH"}
 SENTINELS = {name: f"sentinel-{name.lower()}-{CORE}" for name in sorted(stigmer_secrets() | NAMED)}
 SENTINELS["STIGMER_FUTURE_TOKEN"] = f"sentinel-future-{CORE}"  # any STIGMER_* token is one of stigmer's own
+# A database URL must parse as one: the sentinel is its password.
+SENTINELS["STIGMER_DATABASE_URL"] = f"postgresql://stigmer:{SENTINELS['STIGMER_DATABASE_URL']}@127.0.0.1:1/stigmer"
 PRIVATE = {"WORKER_PRIVATE": f"sentinel-private-{CORE}", "UNGRANTED_VAR": f"sentinel-ungranted-{CORE}"}
 ALLOWED_VALUE = f"allowed-{secrets.token_hex(8)}"
 STORED_VALUE = f"ghp_stored_{secrets.token_hex(8)}"

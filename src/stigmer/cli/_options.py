@@ -48,17 +48,18 @@ def config_flags(func: F) -> F:
     return func
 
 
-def _read_key_file(path: str) -> str:
+def read_key_file(path: str, flag: str = "--anthropic-key-file") -> str:
+    """The key in the file ``path`` names (``-``: stdin's first line) for ``flag``; a ConfigError naming both."""
     if path == "-":
         key = sys.stdin.readline().strip()
     else:
         try:
             key = Path(path).expanduser().read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"--anthropic-key-file: cannot read {path}: {exc.strerror or exc}",
+            raise ConfigError(f"{flag}: cannot read {path}: {exc.strerror or exc}",
                               hint="pass a readable file holding only the key, or '-' to read it from stdin") from None
     if not key:
-        raise ConfigError(f"--anthropic-key-file: {path} is empty", hint="put the key in the file, alone on a line")
+        raise ConfigError(f"{flag}: {path} is empty", hint="put the key in the file, alone on a line")
     return key
 
 
@@ -76,7 +77,7 @@ def flags_from(kwargs: dict[str, Any]) -> dict[str, tuple[Any, str]]:
     if key_value is not None:
         flags["anthropic.api_key"] = (key_value, "--anthropic-key")
     elif key_file is not None:
-        flags["anthropic.api_key"] = (_read_key_file(key_file), f"--anthropic-key-file {key_file}")
+        flags["anthropic.api_key"] = (read_key_file(key_file), f"--anthropic-key-file {key_file}")
     return flags
 
 

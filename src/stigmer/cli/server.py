@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from ..errors import ConfigError, StigmerError
-from ._options import load_config
+from ._options import load_config, read_key_file
 
 EPILOG = """\b
 Examples:
@@ -50,17 +50,6 @@ def _database_url(value: str | None, flags: dict[str, tuple[Any, str]]) -> None:
     flags["server.database_url"] = (value, "--database-url")
 
 
-def _read_secret_file(path: str, flag: str) -> str:
-    try:
-        text = Path(path).expanduser().read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"{flag}: cannot read {path}: {exc.strerror or exc}",
-                          hint="pass a readable file holding only the key") from None
-    if not text:
-        raise ConfigError(f"{flag}: {path} is empty", hint="put the key in the file, alone on a line")
-    return text
-
-
 def _serve_flags(kw: dict[str, Any]) -> dict[str, tuple[Any, str]]:
     """The command's options as resolve()'s flags (secrets refused on argv; read from files)."""
     flags: dict[str, tuple[Any, str]] = {
@@ -84,7 +73,7 @@ def _serve_flags(kw: dict[str, Any]) -> dict[str, tuple[Any, str]]:
     if kw.get("temporal_tls"):
         flags["temporal.tls.enabled"] = (True, "--temporal-tls")
     if kw.get("temporal_api_key_file"):
-        flags["temporal.api_key"] = (_read_secret_file(kw["temporal_api_key_file"], "--temporal-api-key-file"),
+        flags["temporal.api_key"] = (read_key_file(kw["temporal_api_key_file"], "--temporal-api-key-file"),
                                      f"--temporal-api-key-file {kw['temporal_api_key_file']}")
     return flags
 

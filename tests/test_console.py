@@ -335,6 +335,10 @@ def test_a_session_is_a_chat(stack: Stack, browser: Any) -> None:
     page.reload()
     page.wait_for_selector(".bubble.agent >> text=Still here.")
     assert [b.inner_text() for b in page.query_selector_all(".bubble.user")] == ["Hi", "Are you there?"]
+    assert "· 2 turns ·" in page.inner_text("main p.muted")
+    page.goto(f"{stack.api.url}/console/#/sessions")
+    row = page.wait_for_selector("tr:has(a:text('chat-page'))")
+    assert row.query_selector_all("td")[3].inner_text() == "2"
 
 
 @pytest.mark.slow

@@ -217,11 +217,12 @@ def _collect_console(stack: LocalStack, found: dict[str, list[str | bytes]], vie
             seen += [page.url, page.content()]
         for request in bodies:
             response = request.response()
-            if response is not None and "event-stream" not in response.headers.get("content-type", ""):
+            if response is not None and response.status < 300 and "event-stream" not in response.headers.get(
+                    "content-type", ""):
                 seen.append(response.body())
         seen += [json.dumps(page.context.cookies())]
     assert any(b"liveRun" in t for t in seen if isinstance(t, bytes))  # the scripts were collected
-    assert any("tool_started" in str(t) or ".tool" in str(t) for t in seen)
+    assert any("PATH=" in t for t in seen if isinstance(t, str))  # a run's page, with the shell tool's `env` shown
     for token in (admin, viewer, CORES[-1]):
         assert not any(token in (t if isinstance(t, str) else t.decode(errors="replace")) for t in seen)
     found["web console (pages, scripts, API answers, cookies, URLs)"] = seen

@@ -53,6 +53,8 @@ def _populate(http: httpx.Client, scripts: Path, workspace: Path) -> dict[str, s
     (workspace / "notes.md").write_text("- ideas\n")
     docs = [_agent("files", look, tools=["workspace"], workspace=str(workspace), approvals={"mode": "never"}),
             _agent("chat", talk), _agent("writer", write, tools=["workspace"], workspace=str(workspace))]
+    docs.append({"apiVersion": "agentic.stigmer.ai/v1", "kind": "McpServer", "metadata": {"name": "time"},
+                 "spec": {"stdio": {"command": "python", "args": ["-m", "mcp_server_time"]}}})
     http.post("/v1/apply", json={"documents": docs}).raise_for_status()
     ran = http.post("/v1/executions", json={"agent": "files", "message": "What is in my workspace?"}).json()
     _wait(http, ran["id"], "completed")

@@ -28,7 +28,7 @@ export async function list(main, ctx) {
   }
   main.append(table(["session", "agent", "state", "turns", "usage", "last turn"], sessions.items.map((s) => [
     h("a", { href: `#/sessions/${encodeURIComponent(s.id)}`, text: s.name || s.id }), s.agent, badge(s.status),
-    String(s.turns), h("span", { class: "muted", text: usageText(s.usage) }), when(s.last_turn_at || s.created_at)]),
+    String(s.turn_count ?? 0), h("span", { class: "muted", text: usageText(s.usage) }), when(s.last_turn_at || s.created_at)]),
   "No sessions yet."));
 }
 
@@ -51,7 +51,7 @@ export async function chat(main, ctx, ref) {
   const log = h("div", { class: "chat", id: "chat" });
   for (const turn of s.turns || []) log.append(...turnBubbles(turn, ctx));
   main.append(h("h1", {}, `${s.name || s.id} `, badge(s.status)),
-    h("p", { class: "muted", text: `agent ${s.agent} · ${s.turns} turns · ${usageText(s.usage) || "no usage yet"}` }), log);
+    h("p", { class: "muted", text: `agent ${s.agent} · ${s.turn_count ?? (s.turns || []).length} turns · ${usageText(s.usage) || "no usage yet"}` }), log);
   const sources = [];
   if (ctx.role === "admin" && s.status === "open") {
     const message = h("textarea", { name: "message", placeholder: "Say something…", rows: 2 });

@@ -180,6 +180,38 @@ def test_pages_show_status_and_link_executions_to_the_temporal_ui(managed_api: t
     page.wait_for_selector("text=Be brief.")
 
 
+def test_what_a_model_writes_is_shown_as_text_never_run_as_html(api: ApiServer, http: httpx.Client,
+                                                                browser: Any) -> None:
+    http.post("/v1/apply", json={"documents": [AGENT]}).raise_for_status()
+    execution = http.post("/v1/executions", json={"agent": "hello", "message": "<b>hi</b>"}).json()
+    evil = "<img src=x onerror=\"document.title='owned'\"><script>document.title='owned'</script>"
+    events = [{"execution_id": execution["id"], "type": "step_started", "data": {"step": 1}},
+              {"execution_id": execution["id"], "type": "token", "data": {"step": 1, "text": evil}},
+              {"execution_id": execution["id"], "type": "tool_started",
+               "data": {"step": 1, "call_id": "c1", "name": "<i>x</i>", "args": {"a": evil}}},
+              {"execution_id": execution["id"], "type": "completed", "data": {"output": evil, "steps": 1}}]
+    http.post("/v1/events", json={"events": events}).raise_for_status()
+    page = open_console(browser, api.url, api.token)
+    page.goto(f"{api.url}/console/#/executions/{execution['id']}")
+    page.wait_for_selector("#final .answer")
+    assert page.inner_text("#final .answer") == evil
+    assert page.query_selector("main img") is None and page.query_selector("main script") is None
+    assert page.query_selector("main b") is None and page.title() == "stigmer console"
+
+
+def test_stigmer_console_prints_the_link_when_no_browser_opens(api: ApiServer, capsys: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import webbrowser
+
+    opened: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url) or False)
+    code, out, err = invoke(capsys, "console")
+    assert code == 0 and opened == [out.strip()] and "no browser could be opened" in err
+    monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url) or True)
+    code, out, err = invoke(capsys, "console")
+    assert code == 0 and out == "" and "opened the admin console in your browser" in err and len(opened) == 2
+
+
 def test_a_page_without_the_login_cookie_is_refused_in_the_browser(api: ApiServer, browser: Any) -> None:
     page = browser.new_context().new_page()
     page.goto(api.url + "/")

@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stigmer-installed
 
-.PHONY: install demo test lint typecheck pytest bench clean
+.PHONY: install demo test lint typecheck pytest bench clean chromium console-screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,19 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+# The web console's tests drive Debian's chromium through Playwright (Playwright's own browser download is not
+# used); installed with apt-get when missing (CI runs as root). A missing browser fails those tests, never skips them.
+CHROMIUM ?= /usr/bin/chromium
+
+chromium:
+	@test -x $(CHROMIUM) || { apt-get update && apt-get install -y chromium; }
+
+pytest: install chromium
 	$(BIN)/pytest -q
+
+# Screenshots of each console page in docs/console/ (a real stack on the scripted model, headless chromium)
+console-screenshots: install chromium
+	$(BIN)/python -m tests.support.console_shots docs/console
 
 test: lint typecheck pytest
 

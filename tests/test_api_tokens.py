@@ -24,6 +24,8 @@ from tests.support.daemon_api import ApiServer, invoke
 PUBLIC = {("GET", "/v1/health")}
 ADMIN_ONLY_READS = {"/v1/tokens"}  # a viewer may not list who holds which token
 EVENTS = ("POST", "/v1/events")
+# a viewer may ask for a web console login link (its console reads only): its one change, which changes nothing
+VIEWER_WRITES = {("POST", "/v1/console/login-links")}
 # the codec server's own rule: the admin token (or the managed web UI's origin, for decode)
 CODEC = {("POST", "/v1/codec/decode"), ("POST", "/v1/codec/encode")}
 
@@ -62,7 +64,8 @@ def test_each_role_on_every_route(api: ApiServer, http: httpx.Client) -> None:
             if role == "admin":
                 admitted = True
             elif role == "viewer":
-                admitted = method == "GET" and not any(path.startswith(p) for p in ADMIN_ONLY_READS)
+                admitted = ((method == "GET" and not any(path.startswith(p) for p in ADMIN_ONLY_READS))
+                            or (method, path) in VIEWER_WRITES)
             else:
                 admitted = (method, path) == EVENTS
             if (method, path) in CODEC and role != "admin":

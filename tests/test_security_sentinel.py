@@ -188,6 +188,44 @@ def _collect_api_and_cli(stack: LocalStack, found: dict[str, list[str | bytes]])
                         timeout=30)
     assert scraped.status_code == 200 and "stigmer_api_requests_total" in scraped.text
     found["GET /metrics"] = [scraped.text]
+    _collect_console(stack, found, viewer)
+
+
+def _collect_console(stack: LocalStack, found: dict[str, list[str | bytes]], viewer: str) -> None:
+    """The web console, as a browser sees it: every page, every script and API answer it loaded, its cookies, the
+    URLs it visited. Neither a key nor a token (the admin's, a viewer's, the runners') may be in any of it."""
+    from tests.support.console import launched
+
+    link = stack.run("console", "--json")
+    assert link.returncode == 0, link.stderr
+    url = json.loads(link.stdout)["url"]
+    seen: list[str | bytes] = [link.stdout, link.stderr]
+    admin = (stack.home / "run" / "token").read_text().strip()
+    with launched() as browser:
+        page = browser.new_context().new_page()
+        page.on("response", lambda r: seen.extend([r.url, json.dumps(dict(r.headers))]))
+        bodies: list[Any] = []
+        page.on("requestfinished", lambda r: bodies.append(r))
+        page.goto(url)
+        page.wait_for_url("**/console/")
+        executions = json.loads(stack.run("get", "executions", "-o", "json").stdout)
+        fragments = ["#/", "#/agents", "#/executions", "#/sessions", "#/approvals"]
+        for fragment in fragments + [f"#/executions/{e['id']}" for e in executions]:
+            page.goto(url.split("/console/")[0] + "/console/" + fragment)
+            page.wait_for_load_state("networkidle")
+            page.wait_for_timeout(300)
+            seen += [page.url, page.content()]
+        for request in bodies:
+            response = request.response()
+            if response is not None and response.status < 300 and "event-stream" not in response.headers.get(
+                    "content-type", ""):
+                seen.append(response.body())
+        seen += [json.dumps(page.context.cookies())]
+    assert any(b"liveRun" in t for t in seen if isinstance(t, bytes))  # the scripts were collected
+    assert any("PATH=" in t for t in seen if isinstance(t, str))  # a run's page, with the shell tool's `env` shown
+    for token in (admin, viewer, CORES[-1]):
+        assert not any(token in (t if isinstance(t, str) else t.decode(errors="replace")) for t in seen)
+    found["web console (pages, scripts, API answers, cookies, URLs)"] = seen
 
 
 def test_the_sentinel_key_leaks_nowhere(surfaces: dict[str, list[str | bytes]]) -> None:

@@ -188,7 +188,7 @@ def test_a_store_at_schema_three_is_migrated_keeping_everything_and_gains_sessio
     conn.close()
     migrated = Store.open(path)
     try:
-        assert migrated.schema_version() == LATEST == 5  # 4: sessions, approvals; 5: tokens
+        assert migrated.schema_version() == LATEST == 6  # 4: sessions, approvals; 5: tokens; 6: console logins
         execution = migrated.get_execution("e1")
         assert execution is not None
         assert (execution["output"], execution["session_id"], execution["turn"], execution["usage"]) == (

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "execution": ("stigmer.cli.execution", "execution", "List, inspect, cancel and read the log of executions."),
     "session": ("stigmer.cli.session", "session", "List, inspect and delete sessions (conversations)."),
     "approval": ("stigmer.cli.approval", "approval", "List, approve and reject tool calls waiting for a person."),
+    "console": ("stigmer.cli.console", "console", "Open the web console in a browser (a one-time login link)."),
     "usage": ("stigmer.cli.usage", "usage", "Tokens and cost used, summed by agent, model or session."),
     "config": ("stigmer.cli.config", "config", "Show and change settings, and where each value comes from."),
     "llm": ("stigmer.cli.llm", "llm", "Resolve model names, list and pull local models."),

@@ -16,7 +16,8 @@ expired one answers 401 saying so.
 
 A route states its roles with a dependency, ``dependencies=[require(ADMIN)]`` on a router or a
 ``Principal`` parameter declared with ``require(ADMIN, RUNNER)``: no route is special-cased here.
-No token, or one that matches none, answers 401 (as before roles existed); a known token whose
+The web console's cookie stands for the token that opened its session (``_console_auth``, with a CSRF check on
+changes). No token, or one that matches none, answers 401 (as before roles existed); a known token whose
 role the route does not admit answers 403 naming the role and what it may do. Tokens are compared
 in constant time, every known token every time.
 """
@@ -30,6 +31,7 @@ from typing import Any
 from fastapi import Depends, Request
 
 from ..store.tokens import PREFIX
+from ._console_auth import console_principal, daemon_source
 from ._state import ApiError, api_state
 
 ADMIN, RUNNER, VIEWER = "admin", "runner", "viewer"
@@ -37,16 +39,20 @@ ADMIN, RUNNER, VIEWER = "admin", "runner", "viewer"
 ROLES: dict[str, str] = {
     ADMIN: "may call every route",
     RUNNER: "may only post execution events (POST /v1/events)",
-    VIEWER: "may only read (GET routes)",
+    VIEWER: "may only read (GET routes) and open a read-only console",
 }
 READS = frozenset({"GET", "HEAD"})
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who made a request: the role of the token it carried."""
+    """Who made a request: the role of the token it carried (``via`` ``token``), or of the token that opened the web
+    console session whose cookie it carried (``via`` ``console``). ``source`` names that token without holding it
+    (``token:<id>`` or a fingerprint of the daemon's own: ``_console_auth.daemon_source``)."""
 
     role: str
+    via: str = "token"
+    source: str = ""
 
     @property
     def trusted(self) -> bool:
@@ -78,23 +84,29 @@ def _admin_where(request: Request) -> str:
 
 def known_principal(request: Request) -> Principal | None:
     """The principal behind the request's bearer token, or None when there is none or it matches no token; 401 for
-    a named token that was revoked or has expired (it says which)."""
+    a named token that was revoked or has expired (it says which). Without an ``Authorization`` header, the web
+    console's cookie (``_console_auth``)."""
     state = api_state(request)
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    header = request.headers.get("authorization")
+    if header is None:
+        return console_principal(request)
+    scheme, _, given = header.partition(" ")
     offered = given.strip().encode()
     role: str | None = None
+    source = ""
     for candidate, token in ((ADMIN, state.ctx.token), (RUNNER, state.ctx.runner_token)):
         # no early exit: the time taken does not depend on which token matched, or how much of one
         if token and hmac.compare_digest(offered, token.encode()) and role is None:
-            role = candidate
+            role, source = candidate, daemon_source(token)
     if role is None and scheme.lower() == "bearer" and given.strip().startswith(PREFIX):
         role, why = state.store.token_role(given.strip())
+        source = "token:" + given.strip()[len(PREFIX):].split("_", 1)[0]
         if why in ("revoked", "expired"):
             raise ApiError(401, f"this token was {why}" if why == "revoked" else "this token has expired",
                            "ask an admin for a new one (stigmer token create)")
     if scheme.lower() != "bearer" or role is None:
         return None
-    return Principal(role)
+    return Principal(role, source=source)
 
 
 def reader() -> Any:

@@ -35,6 +35,8 @@ from ._replicas import follow_replicas
 from ._retention import retention_loop
 from ._routes_approvals import router as approvals_router
 from ._routes_codec import router as codec_router
+from ._routes_console import api_router as console_router
+from ._routes_console import pages as console_pages
 from ._routes_executions import events_router
 from ._routes_executions import router as executions_router
 from ._routes_resources import router as resources_router
@@ -112,9 +114,10 @@ def _info_routes(app: FastAPI, deps: list[Any]) -> None:
         cfg = state.ctx.config
         shown = cfg.shown()
         llm = {key.split(".", 1)[1]: shown[key] for key in ("llm.provider", "llm.model", "llm.base_url")}
+        ui_url = f"http://127.0.0.1:{cfg.temporal.ui_port}" if cfg.temporal.managed else None
         return {"components": state.ctx.components(), "llm": llm,
                 "temporal": {"address": cfg.temporal.address, "namespace": cfg.temporal.namespace,
-                             "managed": cfg.temporal.managed},
+                             "managed": cfg.temporal.managed, "ui_url": ui_url},
                 "task_queue": cfg.value("runner.task_queue"), "store": state.store.describe()}
 
     @app.get("/v1/config", dependencies=deps)
@@ -170,4 +173,6 @@ def create_app(ctx: DaemonContext) -> FastAPI:
     app.include_router(tokens_router, prefix="/v1", dependencies=admin)
     app.include_router(events_router, prefix="/v1")  # its route admits the admin and runner tokens
     app.include_router(codec_router, prefix="/v1")  # the admin token, or the managed web UI's origin (decode only)
+    app.include_router(console_router, prefix="/v1")  # login links (admin or viewer token), who am I (readers)
+    app.include_router(console_pages)  # the web console's pages: a live console session, else "run stigmer console"
     return app

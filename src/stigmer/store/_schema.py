@@ -127,6 +127,23 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             last_used_at REAL
         )""",
     ),
+    (  # 6: the web console's one-time login codes and the sessions they open (hashes only; store/console.py)
+        """CREATE TABLE console_codes (
+            hash TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            source TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+        """CREATE TABLE console_sessions (
+            hash TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            source TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+        "CREATE INDEX console_sessions_expires ON console_sessions(expires_at)",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

@@ -21,6 +21,7 @@ from ._apply import MODEL_SOURCES, apply_middle_event, finish
 from ._base import StoreBase, storable
 from ._schema import LATEST, MIGRATIONS
 from .approvals import ApprovalsMixin
+from .console import ConsoleMixin
 from .sessions import SessionsMixin, execution_record
 from .tokens import TokensMixin
 from .usage import UsageMixin
@@ -57,7 +58,7 @@ def terminal_status(event_type: str, data: Mapping[str, Any]) -> str | None:
     return None
 
 
-class Store(SessionsMixin, ApprovalsMixin, UsageMixin, TokensMixin, StoreBase):
+class Store(SessionsMixin, ApprovalsMixin, UsageMixin, TokensMixin, ConsoleMixin, StoreBase):
     """The store. Open with :meth:`open`; close with :meth:`close`.
 
     Executions and their events live here; sessions, approvals and usage in their mixins (same connection).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
 import os
 import pty
 import re
@@ -24,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import stigmer
+from tests.support.local_daemon import LocalStack, wait_until
 from tests.support.sessions_api_double import Double, serve_double
 
 # An SGR sequence that sets a colour (foreground/background, 16, 256 or RGB); bold and dim are not colours.
@@ -37,7 +39,7 @@ def double(stigmer_home: Path) -> Iterator[Double]:
         yield served
 
 
-def at_terminal(*args: str, env: dict[str, str] | None = None, cols: int = 120) -> bytes:
+def at_terminal(*args: str, env: dict[str, str] | None = None, cols: int = 120, timeout: float = 60) -> bytes:
     """``stigmer ARGS`` with stdin, stdout and stderr on a fresh pseudo-terminal ``cols`` wide; all it showed."""
     primary, secondary = pty.openpty()
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, cols, 0, 0))
@@ -45,7 +47,7 @@ def at_terminal(*args: str, env: dict[str, str] | None = None, cols: int = 120) 
     child = subprocess.Popen([sys.executable, "-m", "stigmer", *args], stdin=secondary, stdout=secondary,
                              stderr=secondary, env={**base, "TERM": "xterm-256color", **(env or {})})
     os.close(secondary)
-    seen, deadline = b"", time.monotonic() + 60
+    seen, deadline = b"", time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
             if select.select([primary], [], [], 0.5)[0]:
@@ -97,8 +99,10 @@ def test_a_pipe_gets_plain_aligned_text(double: Double) -> None:
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.splitlines()[0].split() == ["ID", "STATUS", "EXECUTION", "SESSION", "CALL", "AGE"]
     assert "\x1b" not in listed.stdout + listed.stderr and "─" not in listed.stdout
-    shown = stigmer("config", "show", env={"FORCE_COLOR": ""})
+    shown = stigmer("config", "show")
     assert shown.stdout.splitlines()[0].startswith("llm.provider ") and "\x1b" not in shown.stdout
+    forced = stigmer("config", "show", env={"FORCE_COLOR": "1"})  # a CI log that renders colour asked for it
+    assert "─" in forced.stdout and "\x1b[" in forced.stdout
 
 
 def test_config_show_at_a_terminal_has_headers_and_colour() -> None:
@@ -156,3 +160,84 @@ def test_pull_progress_draws_bars_at_a_terminal_and_lines_in_a_pipe() -> None:
     assert piped.stream.getvalue().splitlines() == ["pulling manifest", "pulling abc: 0% of 1.0 MB",
                                                     "pulling abc: 50% of 1.0 MB", "pulling abc: 100% of 1.0 MB",
                                                     "success"]
+
+
+@pytest.mark.slow
+def test_local_start_spins_then_status_is_a_table(stigmer_home: Path) -> None:
+    """The real stack (scripted LLM, real Temporal): a spinner names each step, then the status is a table."""
+    stack = LocalStack.scripted(stigmer_home)
+    try:
+        started = at_terminal("local", "start", env=stack.env, timeout=300)
+        stack.remember()
+        assert re.search("[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏]".encode(), started), started  # Rich's spinner frames
+        assert b"stigmer is running" in started
+        status = at_terminal("local", "status", env=stack.env)
+        assert BOX in status and re.search(rb"COMPONENT\S*\s.*STATE", status)
+        assert re.search(rb"\x1b\[32m[^\x1b]*ready", status), status  # ready in green
+    finally:
+        stack.cleanup()
+    assert not stack.leftovers()
+
+
+def _own_terminal() -> None:
+    """In the child: a session of its own whose controlling terminal is the pty, so ^C there is its SIGINT."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class Terminal:
+    """``stigmer ARGS`` on a pseudo-terminal, driven as a person would: read until a text shows, then type."""
+
+    def __init__(self, *args: str, env: dict[str, str]) -> None:
+        self.primary, secondary = pty.openpty()
+        fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        base = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+        self.child = subprocess.Popen([sys.executable, "-m", "stigmer", *args], stdin=secondary, stdout=secondary,
+                                      stderr=secondary, env={**base, **env}, preexec_fn=_own_terminal)
+        os.close(secondary)
+        self.seen = b""
+
+    def expect(self, text: bytes, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.seen:
+            assert time.monotonic() < deadline, f"no {text!r} on the terminal: {self.seen[-2000:]!r}"
+            if select.select([self.primary], [], [], 0.5)[0]:
+                try:
+                    self.seen += os.read(self.primary, 4096)
+                except OSError:
+                    break
+        assert text in self.seen, self.seen[-2000:]
+
+    def type(self, text: bytes) -> None:
+        os.write(self.primary, text)
+
+    def close(self) -> None:
+        self.child.kill()
+        os.close(self.primary)
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_a_terminal_stops_the_spinner_and_asks(stigmer_home: Path) -> None:
+    """Ctrl-C while the spinner waits for the model: the spinner goes, the question is asked, cancel cancels."""
+    stack = LocalStack.scripted(stigmer_home, [{"content": "Too late.", "delay": 60}])
+    run: Terminal | None = None
+    try:
+        assert stack.start().returncode == 0
+        assert stack.run("apply", "-f", "examples/agents/hello.yaml").returncode == 0
+        run = Terminal("run", "hello", "take your time", env=stack.env)
+        run.expect(b"waiting for the model")
+        run.type(b"\x03")  # the terminal turns it into SIGINT for the foreground process
+        run.expect(b"cancel the execution or detach from it?")
+        question = run.seen[run.seen.rindex(b"waiting for the model"):]
+        assert b"\x1b[2K" in question  # the spinner's line was erased before the question
+        run.type(b"cancel\n")
+        run.expect(b"cancelling execution")
+        assert run.child.wait(timeout=30) == 130
+        assert b"Traceback" not in run.seen
+        execution = json.loads(stack.run("execution", "list", "-o", "json").stdout)[0]
+        wait_until(lambda: json.loads(stack.run("execution", "get", execution["id"], "-o", "json").stdout)["status"]
+                   == "cancelled", 60, "the execution cancelled")
+    finally:
+        if run is not None:
+            run.close()
+        stack.cleanup()

@@ -3,7 +3,8 @@
 A person at a terminal gets Rich tables, spinners and progress bars; a pipe, a file, a test or CI
 gets plain aligned text with the same header names, no colour, no cursor movement and no
 box-drawing, so ``stigmer token list | awk ...`` keeps working. ``NO_COLOR`` (any non-empty value,
-https://no-color.org) takes the colour away even at a terminal; the layout stays.
+https://no-color.org) takes the colour away even at a terminal; the layout stays. ``FORCE_COLOR`` (non-empty)
+draws as at a terminal whatever the stream (a CI log that renders colour), as Rich itself would.
 
 Rich costs ~100 ms to import, more than ``stigmer --help`` may spend in total, so it is imported
 here, inside the functions that draw, and only when the stream is a terminal.
@@ -25,8 +26,10 @@ def no_color() -> bool:
 
 
 def is_terminal(stream: IO[str] | None = None) -> bool:
-    """A person is reading ``stream`` (stdout by default): draw for them."""
+    """A person is reading ``stream`` (stdout by default), or ``FORCE_COLOR`` says to draw as if one were."""
     stream = stream if stream is not None else sys.stdout
+    if os.environ.get("FORCE_COLOR"):
+        return True
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # a closed or stand-in stream

@@ -18,7 +18,9 @@ pytest_plugins = ["tests.support.fake_api", "tests.support.worker_fixtures", "te
 # Variables that would leak the developer's own setup into a test.
 _FOREIGN = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OLLAMA_HOST", "OLLAMA_BASE_URL", "TEMPORAL_ADDRESS",
             "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_SERVICE_ADDRESS", "LLM_PROVIDER", "LLM_MODEL", "MODE",
-            "TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE", "TEMPORAL_MAX_CONCURRENCY")
+            "TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE", "TEMPORAL_MAX_CONCURRENCY",
+            # how the CLI draws (cli/_term.py): a developer's FORCE_COLOR would turn piped tables into Rich ones
+            "FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE")
 
 
 @pytest.fixture(autouse=True)

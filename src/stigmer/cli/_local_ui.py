@@ -1,4 +1,4 @@
-"""What ``stigmer local`` shows: the spinner while starting, the banner, the status table.
+"""What ``stigmer local`` shows: the spinner while starting, the banner, the status table (drawn by ``_term``).
 
 The banner answers the first-run question "what is running, and why that?": the provider and
 model with the source of each choice (flag, variable, file, or what was detected), the Temporal
@@ -7,37 +7,17 @@ address and web UI, the API, and where data and logs live.
 
 from __future__ import annotations
 
-import itertools
-import sys
 import time
 from typing import Any
 
 import click
 
+from ._term import Spinner, table
+
+__all__ = ["Spinner", "banner", "elapsed", "failure_text", "show_status", "step_text"]
+
 EMBEDDED_NOTE = ("the embedded model is a tiny base model (Gemma 3 270M): good for smoke tests, not for real "
                  "work. For real work: export ANTHROPIC_API_KEY=... or install Ollama, then `stigmer local restart`")
-
-
-class Spinner:
-    """One status line on stderr naming the current step; plain lines when stderr is not a terminal."""
-
-    FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.frames = itertools.cycle(self.FRAMES)
-        self.last = ""
-
-    def update(self, text: str) -> None:
-        if self.tty:
-            click.echo(f"\r\033[K{next(self.frames)} {text}", nl=False, err=True)
-        elif text != self.last:
-            click.echo(f"… {text}", err=True)
-        self.last = text
-
-    def done(self) -> None:
-        if self.tty:
-            click.echo("\r\033[K", nl=False, err=True)
 
 
 def step_text(components: list[dict[str, Any]]) -> str:
@@ -105,25 +85,23 @@ def _uptime(seconds: float | None) -> str:
     return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def status_table(status: dict[str, Any]) -> str:
+def show_status(status: dict[str, Any]) -> None:
     """``stigmer local status``: one row per component, then the active LLM and its source."""
-    rows = [("COMPONENT", "STATE", "PID", "ADDRESS", "UPTIME", "RESTARTS")]
+    rows: list[list[str]] = []
     notes: list[str] = []
     for comp in status.get("components", []):
         pid = str(comp.get("pid") or ("external" if comp.get("managed") is False else "-"))
-        rows.append((comp["name"], comp.get("state", "?"), pid, str(comp.get("address") or "-"),
-                     _uptime(comp.get("uptime_s")), str(comp.get("restarts", 0))))
+        rows.append([comp["name"], comp.get("state", "?"), pid, str(comp.get("address") or "-"),
+                     _uptime(comp.get("uptime_s")), str(comp.get("restarts", 0))])
         if comp.get("last_error"):
             notes.append(f"  {comp['name']}: {comp['last_error']}")
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    table(["COMPONENT", "STATE", "PID", "ADDRESS", "UPTIME", "RESTARTS"], rows, right=(5,), styles={0: "bold"})
     llm = status.get("llm") or {}
     if llm:
         provider, model = llm.get("provider", {}), llm.get("model", {})
-        lines.append(f"\nLLM: {provider.get('value')} · {model.get('value')}  ({_why(provider)})")
+        click.echo(f"\nLLM: {provider.get('value')} · {model.get('value')}  ({_why(provider)})")
     if notes:
-        lines += ["\nErrors:", *notes]
-    return "\n".join(lines)
+        click.echo("\n".join(["\nErrors:", *notes]))
 
 
 def failure_text(failure: dict[str, Any], log_lines: list[str]) -> str:

@@ -56,12 +56,24 @@ def show(as_json: bool, **kwargs: Any) -> None:
     if as_json:
         click.echo(json.dumps(shown, indent=2))
         return
+    _print_shown(shown)
+    if cfg.provider_error:
+        click.echo(f"\nnote: {cfg.provider_error}", err=True)
+
+
+def _print_shown(shown: dict[str, dict[str, Any]]) -> None:
+    """A Rich table at a terminal; otherwise one line per key, no header (``| grep llm.`` finds whole rows)."""
+    from ._term import is_terminal, table
+
+    if is_terminal():
+        table(["KEY", "VALUE", "SOURCE", "ORIGIN"],
+              [[key, _fmt(item["value"]), item["source"], item["origin"]] for key, item in shown.items()],
+              styles={0: "bold", 2: "cyan"})
+        return
     width = max(len(k) for k in shown)
     vwidth = min(40, max(len(_fmt(v["value"])) for v in shown.values()))
     for key, item in shown.items():
         click.echo(f"{key:<{width}}  {_fmt(item['value']):<{vwidth}}  {item['source']:<8}  {item['origin']}")
-    if cfg.provider_error:
-        click.echo(f"\nnote: {cfg.provider_error}", err=True)
 
 
 def _pricing_rows(cfg: Any) -> dict[str, dict[str, Any]]:

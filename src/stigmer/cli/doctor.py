@@ -172,12 +172,36 @@ def run_checks(flags: dict[str, tuple[Any, str]]) -> list[Check]:
 
 
 def _print(checks: list[Check]) -> None:
+    from ._term import is_terminal
+
+    if is_terminal():
+        _draw(checks)
+        return
     width = max(len(c.name) for c in checks)
     for check in checks:
         mark, color = MARKS[check.status]
         click.echo(f"{click.style(mark, fg=color)} {check.name:<{width}}  {check.detail}")
         if check.fix and check.status in ("warn", "fail"):
             click.echo(f"  {' ' * width}  → {check.fix}")
+
+
+def _draw(checks: list[Check]) -> None:
+    """At a terminal: a borderless Rich grid, the fix dimmed under the detail it belongs to."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from ._term import console
+
+    grid = Table.grid(padding=(0, 2))
+    for _ in range(3):
+        grid.add_column()
+    for check in checks:
+        mark, color = MARKS[check.status]
+        detail = Text(check.detail)
+        if check.fix and check.status in ("warn", "fail"):
+            detail.append(f"\n→ {check.fix}", style="dim")
+        grid.add_row(Text(mark, style=color), Text(check.name, style="bold"), detail)
+    console().print(grid)
 
 
 @click.command()

@@ -97,14 +97,17 @@ def logs(execution_id: str, follow: bool, after: int, as_json: bool) -> None:
     """Print an execution's events (its tokens, tool calls and end), from the start or live with -f."""
     from .run import Renderer, outcome
 
-    renderer, code = Renderer(), None
+    renderer, code = Renderer(live=follow), None
     with _client() as client:
-        for event in client.events(execution_id, after=after, follow=follow):
-            if as_json:
-                click.echo(json.dumps(event, ensure_ascii=False, default=str))
-            else:
-                renderer.show(event, _summary_start(client, execution_id, event))
-            code = outcome(event)
+        try:
+            for event in client.events(execution_id, after=after, follow=follow):
+                if as_json:
+                    click.echo(json.dumps(event, ensure_ascii=False, default=str))
+                else:
+                    renderer.show(event, _summary_start(client, execution_id, event))
+                code = outcome(event)
+        finally:
+            renderer.pause()
     if follow and code:
         sys.exit(code)
 

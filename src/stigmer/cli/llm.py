@@ -7,7 +7,6 @@ daemon: they answer whether the stack runs or not. LangChain is never imported h
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import click
@@ -122,11 +121,11 @@ def list_models(as_json: bool, **kwargs: Any) -> None:
     if not rows:
         click.echo(f"Ollama at {base_url} has no models yet: pull one with `stigmer llm pull qwen2.5-coder`")
         return
-    width = max(len(r["name"]) for r in rows)
-    click.echo(f"{'NAME':<{width}}  {'SIZE':>9}  TOOLS")
-    for r in rows:
-        tools_text = {True: "yes", False: "no", None: "?"}[r["tools"]]
-        click.echo(f"{r['name']:<{width}}  {_human_size(r['size']):>9}  {tools_text}")
+    from ._term import table
+
+    table(["NAME", "SIZE", "TOOLS"],
+          [[r["name"], _human_size(r["size"]), {True: "yes", False: "no", None: "?"}[r["tools"]]] for r in rows],
+          right=(1,), styles={0: "bold"})
 
 
 def _ollama_model_name(cfg: Any, name: str) -> str:
@@ -146,34 +145,13 @@ def _ollama_model_name(cfg: Any, name: str) -> str:
     return model
 
 
-class _PullProgress:
-    """One progress bar per layer Ollama downloads; status lines for the other steps."""
-
-    def __init__(self) -> None:
-        self.bar: Any = None
-        self.digest: str | None = None
-        self.done = 0
-
-    def update(self, event: dict[str, Any]) -> None:
-        digest, total = event.get("digest"), event.get("total")
-        if digest and total:
-            if digest != self.digest:
-                self.close()
-                self.digest, self.done = digest, 0
-                self.bar = click.progressbar(length=int(total), label=f"pulling {str(digest)[7:19]}", file=sys.stderr,
-                                             show_pos=False, show_percent=True)
-                self.bar.__enter__()
-            completed = int(event.get("completed") or 0)
-            self.bar.update(max(0, completed - self.done))
-            self.done = max(self.done, completed)
-            return
-        self.close()
-        click.echo(str(event.get("status", "")), err=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar, self.digest = None, None
+def _show_pull(progress: Any, event: dict[str, Any]) -> None:
+    """One of Ollama's pull events: a layer's bytes go to its bar, any other step is a line of its own."""
+    digest, total = event.get("digest"), event.get("total")
+    if digest and total:
+        progress.update(str(digest), f"pulling {str(digest)[7:19]}", int(event.get("completed") or 0), int(total))
+    elif event.get("status"):
+        progress.note(str(event["status"]))
 
 
 @llm.command(epilog="\b\nExamples:\n  stigmer llm pull qwen2.5-coder        # alias for qwen2.5-coder:7b\n"
@@ -186,10 +164,12 @@ def pull(model: str, **kwargs: Any) -> None:
 
     cfg = load_config(flags_from(kwargs))
     name = _ollama_model_name(cfg, model)
-    progress = _PullProgress()
+    from ._term import Progress
+
+    progress = Progress()
     try:
         for event in ollama_api.pull(_ollama_url(cfg), name):
-            progress.update(event)
+            _show_pull(progress, event)
     finally:
         progress.close()
     click.echo(f"pulled {name}")

@@ -350,7 +350,7 @@ def status(as_json: bool) -> None:
     import json
 
     from ..errors import DaemonNotRunning
-    from ._local_ui import status_table
+    from ._local_ui import show_status
 
     try:
         data = _status(_home())
@@ -360,7 +360,10 @@ def status(as_json: bool) -> None:
         else:
             click.echo("stigmer is not running\n  → start it with `stigmer local start`", err=True)
         sys.exit(NOT_RUNNING_EXIT)
-    click.echo(json.dumps({"running": True, **data}, indent=2) if as_json else status_table(data))
+    if as_json:
+        click.echo(json.dumps({"running": True, **data}, indent=2))
+    else:
+        show_status(data)
 
 
 @local.command()

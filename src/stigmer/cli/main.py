@@ -16,6 +16,7 @@ import click
 
 from .. import __version__
 from ..errors import StigmerError
+from ._term import click_color
 
 # command name -> (module, attribute, one-line help). Modules are imported only when run.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -123,7 +124,8 @@ _REMOTE = ("STIGMER_SERVER", "STIGMER_TOKEN_FILE", "STIGMER_CA_FILE")
 
 def _main(argv: list[str] | None) -> Any:
     try:
-        return cli.main(args=argv, prog_name="stigmer", standalone_mode=False)
+        # NO_COLOR / FORCE_COLOR reach every click.secho through the context (Rich reads them in _term.console)
+        return cli.main(args=argv, prog_name="stigmer", standalone_mode=False, color=click_color())
     except StigmerError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)

@@ -124,14 +124,14 @@ def age(ts: float | None) -> str:
     return f"{seconds}s"
 
 
-def table(headers: list[str], rows: list[list[str]]) -> None:
-    """Print aligned columns (no table at all when empty, just a note)."""
+def table(headers: list[str], rows: list[list[str]], *, right: tuple[int, ...] = ()) -> None:
+    """Print the rows (a Rich table at a terminal, aligned plain text otherwise); when empty, just a note."""
     if not rows:
         click.echo("no resources found", err=True)
         return
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    for row in [headers, *rows]:
-        click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    from ._term import table as draw
+
+    draw(headers, rows, right=right, styles={0: "bold"})
 
 
 def _agent_row(item: dict[str, Any]) -> list[str]:

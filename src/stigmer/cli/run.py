@@ -38,12 +38,31 @@ def short(value: Any, limit: int = SHORT) -> str:
 class Renderer:
     """Turns events into what a person reads: streamed text, tool lines, the final summary."""
 
-    def __init__(self, out: IO[str] | None = None, err: IO[str] | None = None) -> None:
+    def __init__(self, out: IO[str] | None = None, err: IO[str] | None = None, *, live: bool = True) -> None:
+        from ._term import Spinner
+
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.streamed = False
         self.at_line_start = True
         self.steps_with_tokens: set[Any] = set()
+        # While nothing streams (the model thinks, a tool runs) a spinner on stderr says what is awaited;
+        # only at a terminal, and always stopped before anything else is written or asked.
+        self.spinner = Spinner(self.err)
+        self.spinner.tty = self.spinner.tty and live  # a replay of past events has nothing to wait for
+
+    def waiting(self, kind: str, data: dict[str, Any]) -> None:
+        """After an event that leaves the run waiting, name the wait (at a terminal, at the start of a line)."""
+        if not self.spinner.tty or not self.at_line_start:
+            return
+        if kind == "tool_started" or (kind == "approval_decided" and data.get("decision") == "approved"):
+            self.spinner.update(f"running {data.get('name') or data.get('tool') or 'the tool'}")
+        elif kind in ("model_resolved", "step_started", "tool_finished"):
+            self.spinner.update("waiting for the model")
+
+    def pause(self) -> None:
+        """Stop the spinner (before output, a question, Ctrl-C's prompt or the end)."""
+        self.spinner.done()
 
     def _line(self, text: str, *, fg: str | None = None) -> None:
         if not self.at_line_start:
@@ -53,6 +72,11 @@ class Renderer:
 
     def show(self, event: dict[str, Any], started: float) -> None:
         kind, data = event["type"], event.get("data") or {}
+        self.pause()
+        self._show(kind, data, started)
+        self.waiting(kind, data)
+
+    def _show(self, kind: str, data: dict[str, Any], started: float) -> None:
         if kind == "token":
             text = str(data.get("text", data.get("token", "")))
             self.out.write(text)
@@ -89,6 +113,7 @@ class Renderer:
 
     def end_line(self) -> None:
         """End the answer's line, so what goes to stderr does not land in the middle of it."""
+        self.pause()
         if not self.at_line_start:
             self.out.write("\n")
             self.out.flush()
@@ -153,7 +178,16 @@ def follow(client: Client, execution_id: str, *, as_json: bool, after: int = 0, 
     An ``approval_requested`` is asked at the terminal when ``prompt`` (a person is there, no ``--json``);
     otherwise it is printed with the commands that decide it, and the stream waits for a decision made elsewhere.
     """
-    renderer, started, last = renderer or Renderer(), time.monotonic(), after
+    renderer = renderer or Renderer()
+    try:
+        return _follow(client, execution_id, as_json=as_json, after=after, prompt=prompt, renderer=renderer)
+    finally:  # Ctrl-C included: its question must not share the line with a spinner
+        renderer.pause()
+
+
+def _follow(client: Client, execution_id: str, *, as_json: bool, after: int, prompt: bool,
+            renderer: Renderer) -> int:
+    started, last = time.monotonic(), after
     for attempt in range(2):  # one reconnect when the stream drops before the end
         try:
             for event in client.events(execution_id, after=last):

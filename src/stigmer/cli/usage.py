@@ -51,7 +51,7 @@ def usage(since: float | None, by: str | None, as_json: bool) -> None:
     if by:
         rows = [usage_row(by, item) for item in result.get("items") or []]
         if rows:
-            table([by.upper(), "EXECUTIONS", "IN", "OUT", "CACHED", "COST", ""], rows)
+            table([by.upper(), "EXECUTIONS", "IN", "OUT", "CACHED", "COST", ""], rows, right=(1, 2, 3, 4, 5))
             click.echo("")
     count = int(total.get("executions") or 0)
     text = usage_text(total) if count else "nothing used yet"

@@ -61,9 +61,9 @@ def test_zero_config_embedded_model_start_apply_run_stop(stigmer_home: Path) -> 
     try:
         done = stack.start()
         assert done.returncode == 0, done.stderr
-        assert "llamacpp · gemma3-270m" in done.stdout
+        assert "llamacpp · smollm2-135m" in done.stdout
         assert "provider detected: no key, no Ollama" in done.stdout
-        assert "good for smoke tests, not for real work" in done.stdout
+        assert "SmolLM2 135M Instruct" in done.stdout and "For real work" in done.stdout
         llm = stack.components()["llamacpp"]
         assert llm["state"] == "ready" and llm["managed"] is True
         assert (stigmer_home / "models").is_dir()

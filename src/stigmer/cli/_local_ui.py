@@ -14,9 +14,6 @@ from typing import Any
 
 import click
 
-EMBEDDED_NOTE = ("the embedded model is a tiny base model (Gemma 3 270M): good for smoke tests, not for real "
-                 "work. For real work: export ANTHROPIC_API_KEY=... or install Ollama, then `stigmer local restart`")
-
 
 class Spinner:
     """One status line on stderr naming the current step; plain lines when stderr is not a terminal."""
@@ -73,7 +70,9 @@ def banner(cfg: Any, status: dict[str, Any], pid: int | None, *, already: bool =
     lines.append(f"            provider {_why(provider)}")
     lines.append(f"            model {_why(model)}")
     if provider["value"] == "llamacpp":
-        lines.append(f"            note: {EMBEDDED_NOTE}")
+        from ..providers.embedded import note
+
+        lines.append(f"            note: {note(str(model['value']))}")
     llm = comps.get("llamacpp") or comps.get("ollama")
     if llm is not None:
         owner = "started by stigmer" if llm.get("managed") else "already running, not managed by stigmer"

@@ -211,9 +211,9 @@ def status(**kwargs: Any) -> None:
     if provider_item is not None:
         click.echo(f"  chosen    {provider_item.source}: {provider_item.origin}")
     if spec.provider == "llamacpp":
-        from ..providers.embedded import BANNER
+        from ..providers.embedded import note
 
-        click.echo(f"  note      {BANNER}")
+        click.echo(f"  note      {note(spec.model)}")
     try:
         caps = preflight(spec, cfg, needs_tools=False)
     except ProviderError as exc:

@@ -20,7 +20,7 @@ DEFAULT_MODELS: dict[str, str] = {
     "anthropic": "claude-sonnet-5-5",
     "ollama": "qwen2.5-coder:7b",
     "openai": "gpt-5-mini",
-    "llamacpp": "gemma3-270m",
+    "llamacpp": "smollm2-135m",
 }
 
 # Default reply budget per provider when llm.max_tokens is unset: what the upstream runner uses (local models

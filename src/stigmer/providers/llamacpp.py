@@ -1,9 +1,9 @@
 """The ``llamacpp`` provider: the embedded llama.cpp server (OpenAI-compatible) on loopback.
 
 Same transport as :mod:`stigmer.providers.openai` (``ChatOpenAI``), with ``max_tokens`` sent in
-the body (the server ignores ``max_completion_tokens``) and no key. The model id is either the
-bundled ``gemma3-270m`` or an absolute path to a ``.gguf`` file; see :mod:`.embedded` for what
-the bundled model can and cannot do.
+the body (the server ignores ``max_completion_tokens``) and no key. The model id is a bundled one
+(``smollm2-135m``, the default, or ``gemma3-270m``) or an absolute path to a ``.gguf`` file; see
+:mod:`.embedded` for what the bundled models can and cannot do.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from . import _classify
 from . import errors as pe
 from ._openai_compatible import build_chat_openai
 from .base import Capabilities, Provider
-from .names import BUNDLED_MODEL
+from .names import BUNDLED_MODEL, BUNDLED_MODELS, GEMMA_MODEL
 from .pricing import LOCAL, Price
 from .spec import ModelSpec
 
@@ -47,7 +47,7 @@ class LlamaCppProvider(Provider):
     def max_output_tokens(self, model: str) -> int | None:
         # The bundled *base* model never emits an end-of-turn by itself: without a cap a reply runs to the
         # budget (8192 tokens, ~90 s here). 1024 keeps a babbling reply short; any other GGUF is not capped.
-        return BUNDLED_BASE_REPLY_CAP if model == BUNDLED_MODEL else None
+        return BUNDLED_BASE_REPLY_CAP if model == GEMMA_MODEL else None
 
     def build(self, spec: ModelSpec, cfg: Config) -> BaseChatModel:
         return build_chat_openai(spec, None, compatible_server=True)
@@ -64,8 +64,8 @@ class LlamaCppProvider(Provider):
                 f"the embedded server at {base_url} serves {', '.join(served) or 'nothing'}, not {spec.model!r}",
                 retryable=False, kind="model_not_found",
                 hint=f"restart the stack with that model: stigmer local start --llm-model {spec.model}")
-        bundled = spec.model == BUNDLED_MODEL
-        source = "bundled base model: tool calls only with a forced tool_choice" if bundled else "llama.cpp server"
+        bundled = spec.model in BUNDLED_MODELS
+        source = "bundled model: tool calls only with a forced tool_choice" if bundled else "llama.cpp server"
         return Capabilities(tools=True, context_length=cfg.llm.num_ctx, source=source, forced_tools_only=bundled)
 
     def price(self, spec: ModelSpec) -> Price:

@@ -6,7 +6,9 @@ Both run on llama.cpp's real server, started the way the daemon starts it (``ser
 1. load time: from spawning the server until ``/v1/models`` answers (the model is loaded);
 2. time to first token and tokens/s over a longer reply (``--tokens``), median of ``--runs`` streamed requests,
    alternating between the two servers so that drift on the machine hits both alike;
-3. the answers to a fixed set of short prompts (temperature 0, at most ``--max-tokens`` tokens), printed verbatim.
+3. the answers to a fixed set of short prompts (temperature 0, at most ``--max-tokens`` tokens), printed verbatim;
+4. one emulated tool call each for the example agents ``files`` and ``clock`` (the first step of a turn, as the
+   runner sends it to a bundled model: tools in the system prompt, a call-only JSON schema), time and output.
 Requests go straight to each server with httpx: this measures the models, not stigmer's provider layer
 (``bench_providers.py`` measures that).
 """
@@ -60,6 +62,29 @@ def chat(client: httpx.Client, base_url: str, model: str, prompt: str,
     return first, tokens, time.perf_counter() - start, "".join(parts)
 
 
+def emulated(client: httpx.Client, base_url: str, model: str) -> list[tuple[str, float, str]]:
+    """(prompt, seconds, reply) of the first, call-only step of an emulated turn for the files and clock agents."""
+    from stigmer.worker import _toolemu
+    from stigmer.worker.params import ToolSchema
+    from stigmer.worker.tools.builtin import builtin_schemas
+
+    clock = [ToolSchema("get_time", "The current time in UTC as ISO 8601 (only UTC is supported).",
+                        {"type": "object", "properties": {"timezone": {"type": "string", "default": "UTC"}}}),
+             ToolSchema("echo", "Return ``text`` unchanged.",
+                        {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]})]
+    cases = [("You manage files in your workspace.", builtin_schemas(["workspace"]), "Write a haiku to haiku.txt"),
+             ("You answer questions about the current time using the get_time tool.", clock, "What time is it?")]
+    out = []
+    for system, tools, prompt in cases:
+        messages = _toolemu.render([{"role": "system", "content": system}, {"role": "user", "content": prompt}], tools)
+        body = {"model": model, "messages": messages, "max_tokens": 128, "temperature": 0,
+                "response_format": {"type": "json_object", "schema": _toolemu.schema(tools, answer=False)}}
+        began = time.perf_counter()
+        reply = client.post(base_url + "/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+        out.append((prompt, time.perf_counter() - began, " ".join(reply.split())))
+    return out
+
+
 def start(name: str, path: Path, logs: Path) -> tuple[LlamaCppServer, float]:
     began = time.perf_counter()
     server = start_llamacpp(logs / f"{name}.log", path)
@@ -77,12 +102,15 @@ def measure(servers: dict[str, LlamaCppServer], runs: int, tokens: int, max_toke
         for prompt in PROMPTS:
             for name, server in servers.items():
                 out[name]["answers"].append(chat(client, server.base_url, name, prompt, max_tokens))
+        for name, server in servers.items():
+            out[name]["emulated"] = emulated(client, server.base_url, name)
     return out
 
 
 def report(loads: dict[str, float], files: dict[str, Path], results: dict[str, Any], args: Any) -> None:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, {platform.system()} {platform.release()}; "
-          f"python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M %Z')}")
+          f"python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M %Z')}; load average after: {load}")
     print("\n| model | file | size MB | load s | first token ms (median) | tokens/s (median, "
           f"{args.tokens}-token reply) |")
     print("|---|---|---|---|---|---|")
@@ -93,6 +121,11 @@ def report(loads: dict[str, float], files: dict[str, Path], results: dict[str, A
         spread = f"{min(r[1] / r[2] for r in long):.0f}-{max(r[1] / r[2] for r in long):.0f}"
         print(f"| {name} | {files[name].name} | {files[name].stat().st_size / 1e6:.0f} | {loads[name]:.2f} | "
               f"{ttft:.0f} | {tps:.1f} (range {spread}, {len(long)} runs) |")
+    print("\n| model | emulated tool call (first step) | s | reply |")
+    print("|---|---|---|---|")
+    for name, result in results.items():
+        for prompt, seconds, reply in result["emulated"]:
+            print(f"| {name} | {prompt} | {seconds:.2f} | `{reply}` |")
     for index, prompt in enumerate(PROMPTS):
         print(f"\n**{prompt}**")
         for name, result in results.items():

@@ -244,8 +244,8 @@ def tool_mode(spec: ModelSpec, cfg: Config, caps: Capabilities, agent: str = "au
     origin = f"{item.source}: {item.origin}" if item is not None else ""
     mode = decide(caps, agent=agent or "auto", configured=configured, configured_origin=origin)
     if mode.mode == "emulated" and one_call_per_turn(spec):
-        return dataclasses.replace(mode, why=f"{mode.why}; a turn is one tool call, then the answer (a model this "
-                                             "small never picks a tool when it may answer, then repeats it)")
+        return dataclasses.replace(mode, why=f"{mode.why}; for this model a turn is one tool call, then the answer "
+                                             "(it never picks a tool when it may answer, and repeats its call)")
     return mode
 
 

@@ -57,8 +57,8 @@ def decide(caps: Capabilities, *, agent: str = "auto", configured: str = "auto",
         return ToolMode("native", f"{source}: the model calls tools")
     if constrained:
         lacks = "turns replies into tool calls only when forced" if caps.forced_tools_only else "has no native tools"
-        return ToolMode("emulated", f"{source}: {lacks}; emulated with schema-constrained JSON, one call or "
-                                    "an answer per step")
+        return ToolMode("emulated", f"{source}: {lacks}; emulated with schema-constrained JSON (one tool call "
+                                    "or the answer per step)")
     return ToolMode("none", f"{source}: the model has no native tool calling and the server cannot constrain output")
 
 

@@ -152,6 +152,6 @@ def test_the_bundled_models_are_emulated_one_call_per_turn_and_greedy(stigmer_ho
     assert spec.params["temperature"] == 0.0
     caps = Capabilities(tools=True, forced_tools_only=True, constrained=True, source="llama.cpp server")
     mode = tool_mode(spec, cfg, caps)
-    assert mode.mode == "emulated" and "one tool call, then the answer" in mode.why
+    assert mode.mode == "emulated" and "a turn is one tool call, then the answer" in mode.why
     other = resolve_model(cfg, str(stigmer_home / "mine.gguf"))
-    assert "temperature" not in other.params and "one tool call" not in tool_mode(other, cfg, caps).why
+    assert "temperature" not in other.params and "a turn is" not in tool_mode(other, cfg, caps).why

@@ -57,8 +57,7 @@ def instructions(tools: list[ToolSchema]) -> str:
     lines += ["",
               'Reply with one JSON object. To use a tool: {"tool": "tool name", "arguments": {its arguments}}.',
               'When the task is done, or needs no tool: {"answer": "your reply"}.',
-              "Use a tool whenever the request needs one (files, the time, ...); "
-              "after a tool's result, answer or use the next tool."]
+              "Use a tool whenever the request needs one; after a tool's result, answer or use the next tool."]
     return "\n".join(lines)
 
 

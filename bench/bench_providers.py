@@ -2,7 +2,7 @@
 
 Usage: python bench/bench_providers.py [--runs N] [--tokens N]
 
-Two measurements, both in the same run against one server (the bundled Gemma 270M):
+Two measurements, both in the same run against one server (the default bundled model, SmolLM2-135M):
 1. first token: stigmer's resolve_model + get_chat_model + stream until the first token, against
    one streamed httpx request to the server (warm: imports done, as in a running worker);
 2. tokens/s over a longer reply: through stigmer's chat model vs the bare server (target >= 0.95x).
@@ -26,7 +26,7 @@ import httpx
 
 from stigmer.config import resolve
 from stigmer.providers import embedded, registry
-from stigmer.providers.names import infer_provider
+from stigmer.providers.names import BUNDLED_MODEL, infer_provider
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.support
 from tests.support.llamacpp import start_llamacpp
@@ -36,7 +36,7 @@ PROMPT = "Write a long story about a lighthouse keeper."
 
 def bare(client: httpx.Client, base_url: str, max_tokens: int) -> tuple[float, int, float]:
     """(seconds to first token, tokens, total seconds) for one streamed request straight to the server."""
-    body = {"model": "gemma3-270m", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens,
+    body = {"model": BUNDLED_MODEL, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens,
             "temperature": 0, "stream": True}
     start, first, tokens = time.perf_counter(), 0.0, 0
     with client.stream("POST", base_url + "/chat/completions", json=body) as response:
@@ -106,7 +106,7 @@ def _print(cold: float, first_b: list[Any], first_s: list[Any], long_b: list[Any
     print(f"| provider overhead to first token, ms | 0 | {fts - ftb:.1f} | |")
     print(f"| tokens/s, {long_b[0][1]}-token reply | {tps_b:.1f} | {tps_s:.1f} | {tps_s / tps_b:.3f}x |")
     print(f"| first call in a fresh process (imports included), ms | | {cold * 1000:.0f} | |")
-    print(f"\nserver: llama.cpp (llama-cpp-python) with {embedded.bundled_file_name()}, {os.cpu_count()} cpus; "
+    print(f"\nserver: llama.cpp (llama-cpp-python) with {embedded.SMOLLM2_FILE}, {os.cpu_count()} cpus; "
           f"target tokens/s ratio >= 0.95x: {'met' if tps_s / tps_b >= 0.95 else 'NOT met'}")
 
 

@@ -34,7 +34,7 @@ def test_a_healthy_setup_with_the_daemon_down_passes_and_says_how_to_start(scrip
     assert code == 0
     assert report["config"]["status"] == "ok"
     assert report["provider"]["detail"].startswith("scripted (from env: STIGMER_LLM_PROVIDER")
-    assert report["model"]["status"] == "ok" and "can call tools" in report["model"]["detail"]
+    assert report["model"]["status"] == "ok" and "tool calls: native" in report["model"]["detail"]
     assert report["daemon"]["status"] == "warn" and "stigmer local start" in report["daemon"]["fix"]
     assert report["ports"]["status"] == "ok"
     assert report["disk"]["status"] in ("ok", "warn")

@@ -61,12 +61,12 @@ def test_zero_config_embedded_model_start_apply_run_stop(stigmer_home: Path) -> 
     try:
         done = stack.start()
         assert done.returncode == 0, done.stderr
-        assert "llamacpp · gemma3-270m" in done.stdout
+        assert "llamacpp · smollm2-135m" in done.stdout
         assert "provider detected: no key, no Ollama" in done.stdout
-        assert "good for smoke tests, not for real work" in done.stdout
+        assert "SmolLM2 135M Instruct" in done.stdout and "For real work" in done.stdout
         llm = stack.components()["llamacpp"]
         assert llm["state"] == "ready" and llm["managed"] is True
-        assert (stigmer_home / "models").is_dir()
+        assert not (stigmer_home / "models").exists()  # the default GGUF is read in place from its package
 
         applied = stack.run("apply", "-f", str(HELLO))
         assert applied.returncode == 0, applied.stderr
@@ -76,12 +76,43 @@ def test_zero_config_embedded_model_start_apply_run_stop(stigmer_home: Path) -> 
         events = [json.loads(line) for line in ran.stdout.splitlines() if line.strip()]
         assert events[-1]["type"] == "completed" and events[-1]["data"]["output"]
         assert any(e["type"] == "token" for e in events)  # streamed, not one final blob
+        _emulated_tool_calls(stack, stigmer_home)
 
         stopped = stack.stop()
         assert stopped.returncode == 0
         assert stack.leftovers() == [] and gone(llm["pid"])
     finally:
         stack.cleanup()
+
+
+def _emulated_tool_calls(stack: LocalStack, tmp: Path) -> None:
+    """The example agents ``files`` and ``clock`` on the zero-config model: real tool calls, emulated.
+
+    ``files`` runs unasked here (no person at a terminal to approve ``write_file``); the MCP server's path is made
+    absolute because the runner does not start in the repository.
+    """
+    files = (REPO / "examples" / "agents" / "workspace.yaml").read_text().replace(
+        "  maxSteps: 10\n", "  maxSteps: 10\n  approvals: {mode: never}\n")
+    clock = (REPO / "examples" / "agents" / "mcp.yaml").read_text().replace(
+        '"examples/mcp/time_server.py"', f'"{REPO / "examples" / "mcp" / "time_server.py"}"')
+    (tmp / "files.yaml").write_text(files)
+    (tmp / "clock.yaml").write_text(clock)
+    for doc in ("files.yaml", "clock.yaml"):
+        applied = stack.run("apply", "-f", str(tmp / doc))
+        assert applied.returncode == 0, applied.stderr
+    workspace = tmp / "workspaces" / "files"  # the agent's default workspace
+    ran = stack.run("run", "files", "Write a haiku to haiku.txt", "--json", timeout=240)
+    assert ran.returncode == 0, ran.stderr
+    events = [json.loads(line) for line in ran.stdout.splitlines() if line.strip()]
+    resolved = next(e for e in events if e["type"] == "model_resolved")["data"]
+    assert resolved["tool_calls"]["mode"] == "emulated"
+    assert any(e["type"] == "tool_finished" and e["data"]["name"] == "write_file" for e in events), events
+    assert [p for p in workspace.rglob("*") if p.is_file()]
+    ran = stack.run("run", "clock", "What time is it?", "--json", timeout=240)
+    assert ran.returncode == 0, ran.stderr
+    events = [json.loads(line) for line in ran.stdout.splitlines() if line.strip()]
+    assert any(e["type"] == "tool_finished" and e["data"]["name"] == "get_time" for e in events), events
+    assert events[-1]["type"] == "completed"
 
 
 def test_external_temporal_is_used_and_none_is_started(stigmer_home: Path, tmp_path: Path) -> None:

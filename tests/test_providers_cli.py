@@ -9,6 +9,7 @@ import pytest
 
 from stigmer.cli.main import main
 from tests.support.ollama_double import FakeModel, OllamaDouble, start_ollama_double
+from tests.support.ports import free_port
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +148,7 @@ def test_status_reports_the_active_model_and_readiness(double: OllamaDouble, mon
     code, out, _ = run(["llm", "status", "--llm-provider", "ollama"], capsys)
     assert code == 0
     assert "ollama:qwen2.5-coder:7b" in out
-    assert "ready     yes (tools: yes" in out
+    assert "ready     yes (tools: native" in out and "tools     native: Ollama /api/show" in out
 
 
 def test_status_when_the_model_is_not_pulled(double: OllamaDouble, monkeypatch: pytest.MonkeyPatch,
@@ -162,3 +163,20 @@ def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
     for command in ("resolve", "list", "pull", "status"):
         code, out, _ = run(["llm", command, "--help"], capsys)
         assert code == 0 and "Examples:" in out
+
+
+def test_resolve_says_how_a_model_calls_tools_and_why(double: OllamaDouble, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", double.url)
+    code, out, _ = run(["llm", "resolve", "ollama:gemma:2b", "--json"], capsys)
+    assert code == 0
+    assert json.loads(out)["tool_calls"] == {
+        "mode": "emulated", "why": "Ollama /api/show: has no native tools; emulated with schema-constrained JSON "
+                                   "(one tool call or the answer per step)"}
+    code, out, _ = run(["llm", "resolve", "ollama:gemma:2b", "--llm-tool-calls", "none"], capsys)
+    assert code == 0 and "tools     none (set by llm.tool_calls (flag: --llm-tool-calls))" in out
+    code, _, err = run(["llm", "resolve", "ollama:gemma:2b", "--llm-tool-calls", "sometimes"], capsys)
+    assert code != 0 and "unknown tool-call mode 'sometimes'" in err
+    monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{free_port()}")
+    code, out, _ = run(["llm", "resolve", "ollama:gemma:2b", "--json"], capsys)
+    assert code == 0 and json.loads(out)["tool_calls"]["mode"] == "unknown"

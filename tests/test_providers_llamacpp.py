@@ -33,7 +33,7 @@ def get_weather(city: str) -> str:
 def test_embedded_provider_streams_and_honours_max_tokens(llamacpp_server: str, stigmer_home: Path) -> None:
     cfg = _cfg(stigmer_home, "llamacpp", llamacpp_server)
     spec = registry.resolve_model(cfg, params={"max_tokens": "8", "temperature": "0"})
-    assert (spec.provider, spec.model, spec.base_url) == ("llamacpp", "gemma3-270m", llamacpp_server)
+    assert (spec.provider, spec.model, spec.base_url) == ("llamacpp", "smollm2-135m", llamacpp_server)
     chunks = [c for c in registry.get_chat_model(spec, cfg).stream("The capital of France is")]
     tokens = [c for c in chunks if c.content]
     assert 1 < len(tokens) <= 8
@@ -79,11 +79,11 @@ def test_a_conversation_after_a_tool_call_gets_an_answer(llamacpp_server: str, s
 
 def test_openai_provider_works_against_any_compatible_server(llamacpp_server: str, stigmer_home: Path) -> None:
     cfg = _cfg(stigmer_home, "openai", llamacpp_server)
-    spec = registry.resolve_model(cfg, "openai:gemma3-270m", {"max_tokens": "6"})
+    spec = registry.resolve_model(cfg, "openai:smollm2-135m", {"max_tokens": "6"})
     assert spec.base_url == llamacpp_server
     text = "".join(str(c.content) for c in registry.get_chat_model(spec, cfg).stream("Hello"))
     assert text
-    longer = registry.resolve_model(cfg, "openai:gemma3-270m", {"max_tokens": "40", "temperature": "0"})
+    longer = registry.resolve_model(cfg, "openai:smollm2-135m", {"max_tokens": "40", "temperature": "0"})
     reply = registry.get_chat_model(longer, cfg).bind_tools([get_weather], tool_choice="get_weather").invoke("Rome?")
     assert reply.tool_calls[0]["name"] == "get_weather"
 
@@ -119,6 +119,8 @@ def test_server_command_is_safe_and_complete(tmp_path: Path) -> None:
     assert "--chat_format stigmer-gemma" in joined
     assert "--model_alias gemma3-270m" in joined
     assert "--host 127.0.0.1 --port 18434" in joined
+    smol = " ".join(embedded.server_command(embedded.smollm2_file(), "127.0.0.1", 18434))
+    assert "--model_alias smollm2-135m" in smol and "--chat_format" not in smol  # ChatML from the GGUF's template
     other = embedded.server_command(tmp_path / "mine.gguf", "127.0.0.1", 1, n_ctx=2048)
     assert "--chat_format" not in other and "--n_ctx 2048" in " ".join(other)
     assert not any("key" in part.lower() for part in argv)
@@ -141,6 +143,8 @@ def test_model_file_accepts_a_gguf_path_and_refuses_a_missing_one(stigmer_home: 
     cfg = resolve({}, env={"STIGMER_HOME": str(stigmer_home)}, infer_provider=infer_provider)
     cached = embedded.assemble_to(model_cache())
     assert embedded.model_file(str(cached), cfg) == cached
+    assert embedded.model_file("smollm2-135m", cfg) == embedded.smollm2_file()
+    assert embedded.smollm2_file().stat().st_size > 90_000_000
     with pytest.raises(Exception, match="GGUF model file not found"):
         embedded.model_file(str(stigmer_home / "missing.gguf"), cfg)
 

@@ -36,6 +36,8 @@ ALIASES = [
     ("opus", "anthropic", "claude-opus-5-5"),
     ("gpt-mini", "openai", "gpt-5-mini"),
     ("gemma3-270m", "llamacpp", "gemma3-270m"),
+    ("smollm2-135m", "llamacpp", "smollm2-135m"),
+    ("embedded", "llamacpp", "smollm2-135m"),
 ]
 
 
@@ -135,6 +137,7 @@ def test_configured_provider_keeps_an_opaque_model_name(stigmer_home: Path) -> N
 
 def test_bundled_model_is_the_embedded_provider_for_config_too() -> None:
     assert infer_provider("gemma3-270m") == "llamacpp"
+    assert infer_provider("smollm2-135m") == "llamacpp"
     assert infer_provider("gemma2:2b") == "ollama"
 
 
@@ -232,3 +235,11 @@ def test_a_broken_plugin_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> 
 def test_unknown_provider_suggests(cfg: Any) -> None:
     with pytest.raises(UserError, match="did you mean 'ollama'"):
         registry.get_provider("olama")
+
+
+def test_the_default_embedded_model_is_defined_once() -> None:
+    """The config layer's default and the provider layer's bundled name are the same model (SmolLM2)."""
+    from stigmer.config.keys import DEFAULT_MODELS
+    from stigmer.providers.names import BUNDLED_MODEL
+
+    assert DEFAULT_MODELS["llamacpp"] == BUNDLED_MODEL == "smollm2-135m"

@@ -66,15 +66,18 @@ def test_preflight_reads_capabilities_and_context_length(double: OllamaDouble, s
     assert caps.context_length == 32768
 
 
-def test_preflight_refuses_tools_on_a_model_without_them_and_names_alternatives(double: OllamaDouble,
-                                                                                stigmer_home: Path) -> None:
+def test_a_model_without_tools_gets_emulated_tool_calls_not_a_refusal(double: OllamaDouble,
+                                                                      stigmer_home: Path) -> None:
+    """``/api/show`` without the ``tools`` capability: emulated with ``format``; tool models are still suggested."""
     cfg = _cfg(stigmer_home, double.url)
-    with pytest.raises(ProviderError) as info:
-        registry.preflight(registry.resolve_model(cfg, "ollama:gemma:2b"), cfg, needs_tools=True)
-    assert info.value.retryable is False
-    assert "does not support tool calling" in str(info.value)
-    assert "e.g. qwen2.5-coder:7b, hermes3:8b, " in str(info.value)  # pulled tool models first
-    assert registry.preflight(registry.resolve_model(cfg, "ollama:gemma:2b"), cfg, needs_tools=False).tools is False
+    spec = registry.resolve_model(cfg, "ollama:gemma:2b")
+    caps = registry.preflight(spec, cfg, needs_tools=True)
+    assert caps.tools is False and caps.constrained is True
+    mode = registry.tool_mode(spec, cfg, caps)
+    assert mode.mode == "emulated" and mode.why.startswith("Ollama /api/show: has no native tools")
+    native = registry.resolve_model(cfg, "ollama:qwen2.5-coder:7b")
+    assert registry.tool_mode(native, cfg, registry.preflight(native, cfg, needs_tools=True)).mode == "native"
+    assert registry.get_provider("ollama").alternatives(spec, cfg)[:2] == ["qwen2.5-coder:7b", "hermes3:8b"]
 
 
 def test_preflight_on_a_model_not_pulled_says_how_to_pull_it(double: OllamaDouble, stigmer_home: Path) -> None:

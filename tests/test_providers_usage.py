@@ -175,6 +175,7 @@ def test_the_real_embedded_server_sends_no_stream_usage_so_the_call_is_estimated
     ("openai", "qwen2.5-7b-instruct", "http://localhost:8000/v1", (0.0, 0.0, 0.0)),  # a local server
     ("ollama", "qwen2.5-coder:7b", None, (0.0, 0.0, 0.0)),
     ("llamacpp", "gemma3-270m", None, (0.0, 0.0, 0.0)),
+    ("llamacpp", "smollm2-135m", None, (0.0, 0.0, 0.0)),
 ])
 def test_prices_from_the_tables_and_local_models(provider: str, model: str, base_url: str | None,
                                                  expected: tuple[float, float, float | None]) -> None:

@@ -164,9 +164,10 @@ def test_the_runner_reaches_its_own_model_server_through_its_llm_base_url(
         assert out.strip() == "Hello from the runner's Ollama."
         assert daemons.chat_requests() == [] and len(runners.chat_requests()) == 1
         # Named by the run, checked by the daemon against its own server (tools: yes), then by the runner
-        # against the one it will call (tools: no): the runner's check is the one that counts.
+        # against the one it will call (tools: no): the runner's check is the one that counts, and emulates them.
         code, out, err = invoke(capsys, "run", "files", "list them", "--model", "ollama:llama3.2:3b", "--json")
-    assert code == 1
-    failed = [line for line in out.splitlines() if '"type": "failed"' in line]
-    assert failed and "does not support tool calling" in failed[0]
-    assert len(runners.chat_requests()) == 1  # refused before any model call
+    assert code == 0, err
+    resolved = [json.loads(line) for line in out.splitlines() if '"type": "model_resolved"' in line]
+    assert resolved and resolved[0]["data"]["tool_calls"]["mode"] == "emulated", out
+    assert resolved[0]["data"]["model"]["tool_calls"] == "emulated"
+    assert daemons.chat_requests() == [] and runners.chat_requests()[-1]["format"]["oneOf"]

@@ -8,7 +8,7 @@ Between two model calls (while a turn waits for a decision, or between turns) th
 next and the usage it reports, so every call's usage is known, and the sums and costs the runner reports are
 checked against them and against the provider's price table.
 
-The bundled base model cannot be relied on to call a tool, so on llama.cpp only the session part runs: turn 2's
+The bundled tiny model cannot be relied on to call a tool, so on llama.cpp only the session part runs: turn 2's
 model call carries turn 1, and the usage (which that server does not report in a stream) is estimated and free.
 """
 

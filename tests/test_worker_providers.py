@@ -54,6 +54,32 @@ async def test_agent_on_the_ollama_protocol(tmp_path: Path, temporal_server: Any
     assert any(m.get("role") == "tool" for m in chats[-1]["messages"])
 
 
+async def test_tools_on_an_ollama_model_without_them_are_emulated_with_format(
+        tmp_path: Path, temporal_server: Any, ollama: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``tools`` capability: no ``tools`` in the request, a JSON schema in ``format``, ordinary tool calls after."""
+    ollama.add_model("gemma3:1b", tools=False, family="gemma3", reply="There is seen.txt.",
+                     tool_call={"name": "list_files", "arguments": {}})
+    env = {"OLLAMA_HOST": ollama.url}
+    spec = resolve_model(resolve_for(env), "ollama:gemma3:1b")
+    queue = f"prov-{uuid.uuid4().hex[:8]}"
+    client = await codec_client(temporal_server.address)
+    (tmp_path / "seen.txt").write_text("x")
+    async with worker_in_process(runner_env(temporal_server.address, queue, env), monkeypatch):
+        handle = await start(client, _pinned(execution("unused", workspace=tmp_path, tools=["workspace"]), spec), queue)
+        result = await handle.result()
+        status = await handle.query("status")
+    assert (result.status, result.output, result.steps) == ("completed", "There is seen.txt.", 2)
+    calls = [c for m in status["messages"] if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+    assert [c["name"] for c in calls] == ["list_files"]
+    assert any("seen.txt" in m["content"] for m in status["messages"] if m["role"] == "tool")
+    first, second = ollama.chat_requests()[-2:]
+    assert not first.get("tools") and first["format"]["oneOf"][0]["properties"]["tool"] == {"const": "list_files"}
+    assert "You can use these tools:" in first["messages"][0]["content"]
+    assert second["messages"][-1]["role"] == "user"
+    assert second["messages"][-1]["content"].startswith("Result of list_files:")
+    assert all(m["role"] != "tool" for m in second["messages"])
+
+
 async def test_model_missing_on_ollama_fails_at_once(temporal_server: Any, ollama: Any,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     env = {"OLLAMA_HOST": ollama.url}
@@ -81,4 +107,4 @@ async def test_example_hello_agent_on_the_embedded_llamacpp_server(temporal_serv
     async with worker_in_process(runner_env(temporal_server.address, queue, env), monkeypatch):
         result = await (await start(client, inp, queue)).result()
     assert result.status == "completed" and result.steps == 1
-    assert result.output.strip()  # the base model babbles, but it answers through the whole stack
+    assert result.output.strip()  # the tiny instruct model answers through the whole stack

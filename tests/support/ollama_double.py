@@ -4,7 +4,10 @@ Ollama cannot run here, so this follows its published API (github.com/ollama/oll
 ``docs/api.md``) closely enough for the real ``ChatOllama`` and stigmer's own client:
 ``GET /api/version``, ``GET /api/tags``, ``POST /api/show`` (capabilities, ``model_info``),
 ``POST /api/pull`` (streamed NDJSON progress), ``POST /api/chat`` (streamed NDJSON, tool calls,
-"model ... not found, try pulling it first" as 404, "... does not support tools" as 400).
+"model ... not found, try pulling it first" as 404, "... does not support tools" as 400, and ``format``: a
+request with a JSON schema there gets a reply that is JSON, as a model decoded under that schema writes it: an
+emulated tool call (``{"tool", "arguments"}``, the model's ``tool_call``) until the conversation holds a tool's
+result, then ``{"answer": reply}``).
 Failures (429/500/reset/stall) are injected through :class:`HttpDouble`'s methods.
 
     double = start_ollama_double()
@@ -124,7 +127,7 @@ class OllamaDouble(HttpDouble):
             request.json(400, {"error": f"registry.ollama.ai/library/{model.name} does not support tools"})
             return
         message: dict[str, Any] = {"role": "assistant", "content": ""}
-        chunks = [] if body.get("tools") and model.tool_call else _words(model.reply)
+        chunks = [] if body.get("tools") and model.tool_call else _words(_formatted(model, body))
         if body.get("tools") and model.tool_call:
             message["tool_calls"] = [{"function": dict(model.tool_call)}]
         pieces = len(chunks) + (len(json.dumps(model.tool_call).split()) if "tool_calls" in message else 0)
@@ -139,6 +142,16 @@ class OllamaDouble(HttpDouble):
             request.write(json.dumps({"model": model.name, "created_at": _now(), "message": message,
                                       "done": False}) + "\n")
         request.write(json.dumps(_final(model, {"role": "assistant", "content": ""}, pieces)) + "\n")
+
+
+def _formatted(model: FakeModel, body: dict[str, Any]) -> str:
+    """The reply text: plain, or JSON when the request constrains it with ``format`` (a schema, or ``"json"``)."""
+    if not body.get("format"):
+        return model.reply
+    answered = any(str(m.get("content", "")).startswith("Result of ") for m in body.get("messages") or [])
+    if model.tool_call and not answered:
+        return json.dumps({"tool": model.tool_call["name"], "arguments": model.tool_call.get("arguments", {})})
+    return json.dumps({"answer": model.reply})
 
 
 def _words(text: str) -> list[str]:

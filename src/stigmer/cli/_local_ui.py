@@ -16,9 +16,6 @@ from ._term import Spinner, table
 
 __all__ = ["Spinner", "banner", "elapsed", "failure_text", "show_status", "step_text"]
 
-EMBEDDED_NOTE = ("the embedded model is a tiny base model (Gemma 3 270M): good for smoke tests, not for real "
-                 "work. For real work: export ANTHROPIC_API_KEY=... or install Ollama, then `stigmer local restart`")
-
 
 def step_text(components: list[dict[str, Any]]) -> str:
     """The step the daemon is on: the first component not ready yet, and what it is doing."""
@@ -53,7 +50,9 @@ def banner(cfg: Any, status: dict[str, Any], pid: int | None, *, already: bool =
     lines.append(f"            provider {_why(provider)}")
     lines.append(f"            model {_why(model)}")
     if provider["value"] == "llamacpp":
-        lines.append(f"            note: {EMBEDDED_NOTE}")
+        from ..providers.embedded import note
+
+        lines.append(f"            note: {note(str(model['value']))}")
     llm = comps.get("llamacpp") or comps.get("ollama")
     if llm is not None:
         owner = "started by stigmer" if llm.get("managed") else "already running, not managed by stigmer"

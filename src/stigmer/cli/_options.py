@@ -19,6 +19,8 @@ CONFIG_FLAGS: tuple[tuple[str, str, str], ...] = (
     ("--llm-provider", "llm.provider", "LLM provider: anthropic, ollama, openai or llamacpp."),
     ("--llm-model", "llm.model", "Model name, alias, provider:model id or path to a .gguf file."),
     ("--llm-base-url", "llm.base_url", "Base URL of the provider's API (e.g. an OpenAI-compatible server)."),
+    ("--llm-tool-calls", "llm.tool_calls", "How models call tools: auto, native, emulated (schema-constrained "
+     "JSON, for models without native tool calling) or none."),
     ("--temporal-address", "temporal.address", "host:port of an external Temporal server (none is started)."),
     ("--temporal-namespace", "temporal.namespace", "Temporal namespace."),
 )

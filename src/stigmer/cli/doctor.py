@@ -59,11 +59,12 @@ def check_provider(cfg: Any) -> list[Check]:
 
 def _check_model(cfg: Any, provider: str) -> Check:
     from ..providers.errors import ProviderError
-    from ..providers.registry import preflight, resolve_model
+    from ..providers.registry import preflight, resolve_model, tool_mode
 
     try:
         spec = resolve_model(cfg)
         caps = preflight(spec, cfg, needs_tools=True)
+        mode = tool_mode(spec, cfg, caps)
     except ProviderError as exc:
         started_by_us = exc.kind == "unreachable" and provider in ("llamacpp", "ollama")
         status = "warn" if exc.kind == "no_tools" or started_by_us else "fail"
@@ -74,7 +75,10 @@ def _check_model(cfg: Any, provider: str) -> Check:
     except StigmerError as exc:
         return _error_check("model", exc)
     context = f", context {caps.context_length}" if caps.context_length else ""
-    return Check("model", "ok", f"{spec.id} answers and can call tools{context}")
+    if mode.mode == "none":
+        return Check("model", "warn", f"{spec.id} answers; tool calls: none ({mode.why}){context}",
+                     "agents with tools get none on this model; set llm.tool_calls to auto to let stigmer decide")
+    return Check("model", "ok", f"{spec.id} answers; tool calls: {mode.mode} ({mode.why}){context}")
 
 
 def check_daemon(cfg: Any) -> tuple[Check, bool]:

@@ -55,6 +55,17 @@ def _price_text(price: dict[str, Any]) -> str:
     return text
 
 
+def tool_calls_of(spec: Any, cfg: Any) -> dict[str, str]:
+    """How ``spec``'s model would call an agent's tools, and why (asks its server; says so when it cannot)."""
+    from ..errors import StigmerError
+    from ..providers.registry import get_provider, tool_mode
+
+    try:
+        return tool_mode(spec, cfg, get_provider(spec.provider).capabilities(spec, cfg)).to_dict()
+    except StigmerError as exc:
+        return {"mode": "unknown", "why": f"could not ask the provider: {exc.message}"}
+
+
 def _print_spec(name: str | None, spec: Any, price: dict[str, Any]) -> None:
     params = " ".join(f"{k}={v}" for k, v in spec.params.items()) or "(none)"
     click.echo(f"{name or '(configured model)'} -> {spec.provider}:{spec.model}")
@@ -74,10 +85,13 @@ def _print_spec(name: str | None, spec: Any, price: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved ModelSpec as a JSON object.")
 @config_flags
 def resolve(name: str | None, params: tuple[str, ...], as_json: bool, **kwargs: Any) -> None:
-    """Show what NAME resolves to: provider, full model id, base URL, native parameters, why, and its price.
+    """Show what NAME resolves to: provider, full model id, base URL, native parameters, why, its price, and how it
+    calls tools.
 
     The price (USD per million tokens) is what usage costs are computed with; its source is
-    stigmer's table, `pricing:` in config.yaml, local (free), or unknown.
+    stigmer's table, `pricing:` in config.yaml, local (free), or unknown. Tool calls are native, emulated
+    (schema-constrained JSON, for models without tool calling) or none; --llm-tool-calls or an agent's
+    spec.toolCalls forces one.
     """
     from ..providers._params import parse_pairs
     from ..providers.pricing import describe
@@ -86,10 +100,12 @@ def resolve(name: str | None, params: tuple[str, ...], as_json: bool, **kwargs: 
     cfg = load_config(flags_from(kwargs), quiet=as_json)
     spec = resolve_model(cfg, name, parse_pairs(params))
     price = describe(spec, cfg)
+    tools = tool_calls_of(spec, cfg)
     if as_json:
-        click.echo(json.dumps({**spec.to_dict(), "price": price}, indent=2))
+        click.echo(json.dumps({**spec.to_dict(), "price": price, "tool_calls": tools}, indent=2))
     else:
         _print_spec(name, spec, price)
+        click.echo(f"  tools     {tools['mode']} ({tools['why']})")
 
 
 def _ollama_url(cfg: Any) -> str:
@@ -191,13 +207,16 @@ def status(**kwargs: Any) -> None:
     if provider_item is not None:
         click.echo(f"  chosen    {provider_item.source}: {provider_item.origin}")
     if spec.provider == "llamacpp":
-        from ..providers.embedded import BANNER
+        from ..providers.embedded import note
 
-        click.echo(f"  note      {BANNER}")
+        click.echo(f"  note      {note(spec.model)}")
     try:
         caps = preflight(spec, cfg, needs_tools=False)
     except ProviderError as exc:
         raise RuntimeFailure(f"the active LLM is not usable: {exc.message}", hint=exc.hint) from None
+    from ..providers.registry import tool_mode
+
     context = f", context {caps.context_length} tokens" if caps.context_length else ""
-    tools = "forced tool_choice only" if caps.forced_tools_only else ("yes" if caps.tools else "no")
-    click.echo(f"  ready     yes (tools: {tools}{context}; {caps.source})")
+    mode = tool_mode(spec, cfg, caps)
+    click.echo(f"  ready     yes (tools: {mode.mode}{context}; {caps.source})")
+    click.echo(f"  tools     {mode.mode}: {mode.why}")

@@ -20,7 +20,7 @@ DEFAULT_MODELS: dict[str, str] = {
     "anthropic": "claude-sonnet-5-5",
     "ollama": "qwen2.5-coder:7b",
     "openai": "gpt-5-mini",
-    "llamacpp": "gemma3-270m",
+    "llamacpp": "smollm2-135m",
 }
 
 # Default reply budget per provider when llm.max_tokens is unset: what the upstream runner uses (local models
@@ -107,6 +107,20 @@ def _parse_context_strategy(raw: Any) -> str:
 
         raise ValueError(f"unknown strategy {raw!r}{did_you_mean(text, CONTEXT_STRATEGIES)}; choose one of "
                          f"{', '.join(CONTEXT_STRATEGIES)}")
+    return text
+
+
+# How a model calls tools: decided per model (auto), or forced. See stigmer.providers.toolmode.
+TOOL_CALL_MODES = ("auto", "native", "emulated", "none")
+
+
+def _parse_tool_calls(raw: Any) -> str:
+    text = str(raw).strip().lower()
+    if text not in TOOL_CALL_MODES:
+        from ._suggest import did_you_mean
+
+        raise ValueError(f"unknown tool-call mode {raw!r}{did_you_mean(text, TOOL_CALL_MODES)}; choose one of "
+                         f"{', '.join(TOOL_CALL_MODES)}")
     return text
 
 
@@ -282,6 +296,9 @@ KEYS: dict[str, Key] = {
         Key("llm.context_strategy", _parse_context_strategy,
             "when a conversation outgrows the window: summarize (drop old tool outputs, then summarise old turns), "
             "drop (drop old tool outputs only) or fail", (ev.LLM_CONTEXT_STRATEGY,), default="summarize"),
+        Key("llm.tool_calls", _parse_tool_calls,
+            "how models call tools: auto (native where the model supports it, else emulated where the server can "
+            "constrain output to a JSON schema), native, emulated or none", (ev.LLM_TOOL_CALLS,), default="auto"),
         Key("temporal.managed", _parse_bool, "start a local Temporal dev server (false: use temporal.address)",
             (ev.STIGMER_TEMPORAL_MANAGED,)),
         Key("temporal.address", _parse_str, "host:port of the Temporal frontend",

@@ -148,8 +148,8 @@ async def prepare(state: ApiState, agent_name: str, model: str | None, workspace
 
 
 def needs_tools(snapshot: dict[str, Any]) -> bool:
-    """Whether the agent calls tools (its model must support tool calling)."""
-    return bool(snapshot.get("tools") or snapshot.get("mcpServers"))
+    """Whether the agent calls tools (natively or emulated), unless its spec says ``toolCalls: none``."""
+    return bool(snapshot.get("tools") or snapshot.get("mcpServers")) and snapshot.get("toolCalls") != "none"
 
 
 async def prepare_input(state: ApiState, execution_id: str, agent_name: str, message: str, model: str | None,

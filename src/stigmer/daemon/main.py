@@ -289,8 +289,13 @@ def llm_line(cfg: Config) -> str:
     items = cfg.items
     base_url = (f"{cfg.llm.base_url} ({explain(items['llm.base_url'])})" if cfg.llm.base_url
                 else "the provider's own")
-    return (f"llm: provider {cfg.llm.provider} ({explain(items['llm.provider'])}), model {cfg.llm.model} "
+    line = (f"llm: provider {cfg.llm.provider} ({explain(items['llm.provider'])}), model {cfg.llm.model} "
             f"({explain(items['llm.model'])}), base URL {base_url}")
+    if cfg.llm.provider == "llamacpp":
+        from ..providers.embedded import note
+
+        line += f"; note: {note(str(cfg.llm.model))}"
+    return line
 
 
 def resolve_from_env(env: Mapping[str, str] | None = None) -> Config:

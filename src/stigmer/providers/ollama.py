@@ -78,7 +78,11 @@ class OllamaProvider(Provider):
     def capabilities(self, spec: ModelSpec, cfg: Config) -> Capabilities:
         info = ollama_api.show(spec.base_url or DEFAULT_OLLAMA_URL, spec.model)
         return Capabilities(tools=ollama_api.supports_tools(info), context_length=ollama_api.context_length(info),
-                            source="Ollama /api/show")
+                            source="Ollama /api/show", constrained=True)
+
+    def constrain(self, model: BaseChatModel, schema: dict[str, Any]) -> Any:
+        """Ollama's ``format`` with a JSON schema (structured outputs): the reply is JSON valid against it."""
+        return model.bind(format=schema)
 
     def price(self, spec: ModelSpec) -> Price:
         """Models Ollama serves run on hardware the person runs (here or on their own server): no price per token."""

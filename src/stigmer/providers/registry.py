@@ -17,6 +17,7 @@ With no name, the configured ``llm.model`` on the configured ``llm.provider`` is
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import sys
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from langchain_core.language_models.chat_models import BaseChatModel
 
     from ..config import Config
+    from .toolmode import ToolMode
 
 BUILTIN_MODULES = ("stigmer.providers.anthropic", "stigmer.providers.ollama", "stigmer.providers.openai",
                    "stigmer.providers.llamacpp")
@@ -158,7 +160,8 @@ def _default_params(provider: Provider, model: str, cfg: Config | None) -> dict[
     limit = provider.max_output_tokens(model)
     if limit is not None:
         max_tokens = min(max_tokens, limit)
-    defaults = {"max_tokens": max_tokens, "temperature": cfg.llm.temperature, "num_ctx": cfg.llm.num_ctx}
+    temperature = cfg.llm.temperature if cfg.llm.temperature is not None else provider.default_temperature(model)
+    defaults = {"max_tokens": max_tokens, "temperature": temperature, "num_ctx": cfg.llm.num_ctx}
     return {k: v for k, v in defaults.items() if k in provider.accepts and v is not None}
 
 
@@ -212,8 +215,12 @@ def classify_error(exc: BaseException, spec: ModelSpec | None = None) -> pe.Prov
     return _classify.generic(exc, spec, pe.server_unreachable(spec.provider, spec.base_url or "its public API"))
 
 
-def preflight(spec: ModelSpec, cfg: Config, needs_tools: bool) -> Capabilities:
-    """Check, before a run starts, that ``spec`` can serve it: reachable, pulled, keyed, tools if needed."""
+def preflight(spec: ModelSpec, cfg: Config, needs_tools: bool, tool_calls: str = "auto") -> Capabilities:
+    """Check, before a run starts, that ``spec`` can serve it: reachable, pulled, keyed, tools if needed.
+
+    Tools are there when the model calls them natively or they can be emulated (:func:`tool_mode`, with the
+    agent's ``tool_calls`` setting); a mode forced to ``none`` is the person's choice, not an error.
+    """
     provider = get_provider(spec.provider)
     try:
         caps = provider.capabilities(spec, cfg)
@@ -221,13 +228,44 @@ def preflight(spec: ModelSpec, cfg: Config, needs_tools: bool) -> Capabilities:
         raise
     except Exception as exc:
         raise classify_error(exc, spec) from None
-    if needs_tools and not caps.tools:
-        raise pe.no_tools(spec.provider, spec.model, provider.alternatives(spec, cfg))
+    if needs_tools:
+        mode = tool_mode(spec, cfg, caps, tool_calls)
+        if mode.mode == "none" and not mode.forced:
+            raise pe.no_tools(spec.provider, spec.model, provider.alternatives(spec, cfg))
     return caps
 
 
-async def apreflight(spec: ModelSpec, cfg: Config, needs_tools: bool) -> Capabilities:
+def tool_mode(spec: ModelSpec, cfg: Config, caps: Capabilities, agent: str = "auto") -> ToolMode:
+    """How ``spec``'s model calls tools under ``cfg`` (``llm.tool_calls``) and the agent's setting; see ``toolmode``."""
+    from .toolmode import decide
+
+    item = cfg.items.get("llm.tool_calls")
+    configured = str(item.value) if item is not None and item.value else "auto"
+    origin = f"{item.source}: {item.origin}" if item is not None else ""
+    mode = decide(caps, agent=agent or "auto", configured=configured, configured_origin=origin)
+    if mode.mode == "emulated" and one_call_per_turn(spec):
+        return dataclasses.replace(mode, why=f"{mode.why}; for this model a turn is one tool call, then the answer "
+                                             "(it never picks a tool when it may answer, and repeats its call)")
+    return mode
+
+
+def with_tool_mode(spec: ModelSpec, mode: ToolMode) -> ModelSpec:
+    """``spec`` with its tool-call mode pinned (what the runner's model calls then use)."""
+    return dataclasses.replace(spec, tool_calls=mode.mode)
+
+
+def one_call_per_turn(spec: ModelSpec) -> bool:
+    """Whether an emulated turn of ``spec``'s model is one tool call, then the answer (see ``Provider``)."""
+    return get_provider(spec.provider).one_call_per_turn(spec)
+
+
+def constrain(spec: ModelSpec, model: BaseChatModel, schema: dict[str, Any]) -> Any:
+    """``model`` (built for ``spec``) with its replies constrained to ``schema``, or None when its provider cannot."""
+    return get_provider(spec.provider).constrain(model, schema)
+
+
+async def apreflight(spec: ModelSpec, cfg: Config, needs_tools: bool, tool_calls: str = "auto") -> Capabilities:
     """:func:`preflight` from async code (a runner activity), off the event loop: it does blocking HTTP."""
     import asyncio
 
-    return await asyncio.to_thread(preflight, spec, cfg, needs_tools)
+    return await asyncio.to_thread(preflight, spec, cfg, needs_tools, tool_calls)

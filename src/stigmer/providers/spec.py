@@ -18,6 +18,9 @@ class ModelSpec:
         base_url: where the provider's API is (None: the provider's public default).
         params: provider-native parameters (``num_predict`` for Ollama, ``max_tokens`` for others, ...).
         reason: why this name resolved this way (alias, prefix, inferred from family, default).
+        tool_calls: how the model calls tools, pinned when a runner resolves it for an agent with tools:
+            ``native``, ``emulated`` (schema-constrained JSON, see ``worker/_toolemu.py``) or ``none``;
+            empty when not decided (the runner decides at the call, as ``auto``).
     """
 
     provider: str
@@ -25,15 +28,21 @@ class ModelSpec:
     base_url: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
+    tool_calls: str = ""
 
     @property
     def id(self) -> str:
         return f"{self.provider}:{self.model}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As a plain dict; ``tool_calls`` only when decided, so a spec that never had one reads as before."""
+        data = asdict(self)
+        if not self.tool_calls:
+            del data["tool_calls"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
         return cls(provider=data["provider"], model=data["model"], base_url=data.get("base_url"),
-                   params=dict(data.get("params") or {}), reason=data.get("reason", ""))
+                   params=dict(data.get("params") or {}), reason=data.get("reason", ""),
+                   tool_calls=data.get("tool_calls", ""))

@@ -161,6 +161,9 @@ class AgentSpec(_Model):
     approvals: Approvals | None = None
     approval_timeout: str | None = None
     budget: Budget | None = None
+    tool_calls: Literal["auto", "native", "emulated", "none"] | None = None
+    """How the model calls this agent's tools (unset: ``auto``, the runner's ``llm.tool_calls`` then the model's own
+    capability); ``emulated`` forces schema-constrained JSON calls, ``none`` gives the model no tools."""
 
     @field_validator("approval_timeout", mode="before")
     @classmethod

@@ -51,17 +51,21 @@ async def resolve_request(cfg: Config, request: ModelRequest) -> ResolvedModel:
     """
     import asyncio
 
-    from ..providers.registry import apreflight, resolve_model
+    from ..providers.registry import apreflight, resolve_model, tool_mode, with_tool_mode
 
+    why = ""
     try:
         # In a thread: the first resolution imports the provider modules, which must not stall the event loop.
         spec = await asyncio.to_thread(resolve_model, cfg, request.name)
-        await apreflight(spec, cfg, request.needs_tools)
+        caps = await apreflight(spec, cfg, request.needs_tools, request.tool_calls)
+        if request.needs_tools:  # pinned with the model: every call of the execution uses the same mode
+            mode = tool_mode(spec, cfg, caps, request.tool_calls)
+            spec, why = with_tool_mode(spec, mode), mode.why
     except Exception as exc:
         raise _failure(exc, request) from None
     source = request.source if request.name else "runner"
     origin = request_origin(cfg, request) if request.name else runner_origin(cfg)
-    return ResolvedModel(model=spec, source=source, origin=origin)
+    return ResolvedModel(model=spec, source=source, origin=origin, tool_calls_why=why)
 
 
 def _failure(exc: BaseException, request: ModelRequest) -> ApplicationError:

@@ -305,12 +305,15 @@ class Turn:
         """Pin the model: resolved by a runner, recorded in history, announced as ``model_resolved``."""
         t, agent = self.ctx.tunables, self.ctx.agent
         needs_tools = bool(agent.get("tools") or agent.get("mcpServers"))
-        request = ModelRequest(self.execution_id, self.ctx.agent_name, choice.name, choice.source, needs_tools)
+        request = ModelRequest(self.execution_id, self.ctx.agent_name, choice.name, choice.source, needs_tools,
+                               str(agent.get("toolCalls") or "auto"))
         resolved: ResolvedModel = await self._run(workflow.start_activity(
             RESOLVE_MODEL, request, result_type=ResolvedModel, start_to_close_timeout=_RESOLVE_TIMEOUT,
             retry_policy=retry(t, t.model_max_attempts), cancellation_type=_WAIT))
         data: dict[str, Any] = {"model": resolved.model.to_dict(), "source": resolved.source,
                                 "origin": resolved.origin}
+        if resolved.tool_calls_why:
+            data["tool_calls"] = {"mode": resolved.model.tool_calls, "why": resolved.tool_calls_why}
         if choice.changed_from is not None and choice.changed_from != resolved.model.id:
             data["changed_from"] = choice.changed_from
         # Published from here, after history holds the result: the event always names the model that is used.

@@ -30,7 +30,7 @@ from ..blobs.store import configured_store
 from ..errors import StigmerError, UserError
 from ..providers import usage as usage_
 from ..providers.usage import measure
-from . import _spans
+from . import _spans, _toolemu
 from ._messages import (
     chunk_text,
     from_langchain,
@@ -131,6 +131,7 @@ class Activities:
         self.sink = sink
         self.mcp = McpPool(home=cfg.home, allow_env=cfg.value("mcp.allow_env"))
         self._models: OrderedDict[str, Any] = OrderedDict()
+        self._modes: dict[str, str] = {}  # tool-call mode per model not pinned in its spec (decided once per runner)
         self.limits = workspace.Limits(output_chars=cfg.value("limits.tool_output_chars"),
                                        write_bytes=cfg.value("limits.write_file_bytes"))
         self.transcripts = Transcripts(configured_store(cfg))  # the same store as the payload codec's
@@ -235,11 +236,17 @@ class Activities:
                       events: EventBuffer) -> tuple[Any, dict[str, Any]]:
         """The merged reply as the provider sent it (its ``usage_metadata`` is read from it) and as a plain dict."""
         model = await self._chat_model(inp)
-        if inp.tools:
+        mode = await self._tool_mode(inp) if inp.tools else "none"
+        answer: _toolemu.AnswerStream | None = None
+        memo = self.transcripts.memo if inp.by_ref else None
+        if mode == "native":
             model = model.bind_tools(tool_specs(inp.tools))
+        elif mode == "emulated":
+            model, messages, memo = self._emulated(inp, model, messages), _toolemu.render(messages, inp.tools), None
+            answer = _toolemu.AnswerStream()
         merged: Any = None
         async with _heartbeating(_beat_interval()):
-            stream = model.astream(to_langchain(messages, self.transcripts.memo if inp.by_ref else None)).__aiter__()
+            stream = model.astream(to_langchain(messages, memo)).__aiter__()
             while True:
                 try:
                     async with asyncio.timeout(inp.stall_timeout):
@@ -250,12 +257,47 @@ class Activities:
                     raise ApplicationError(f"the model sent nothing for {inp.stall_timeout:g} s (stream stalled); "
                                            "retrying", type="StreamStalled") from None
                 text = chunk_text(chunk)
+                if answer is not None:  # emulated: the person sees the answer's text, not the JSON around it
+                    text = answer.feed(text)
                 if text:
                     events.emit("token", {"step": inp.step, "text": text})
                 merged = chunk if merged is None else merged + chunk
         if merged is None:
             raise ApplicationError("the model returned an empty stream", type="EmptyReply")
-        return merged, from_langchain(merged, inp.step)
+        reply = from_langchain(merged, inp.step)
+        if answer is not None:
+            reply = {**reply, **_toolemu.parse(str(reply.get("content") or ""), inp.tools, inp.step)}
+        return merged, reply
+
+    async def _tool_mode(self, inp: ModelCallInput) -> str:
+        """The model's tool-call mode: pinned in its spec when a runner resolved it, else decided here once (auto)."""
+        if inp.model.tool_calls:
+            return inp.model.tool_calls
+        key = inp.model.id + "@" + str(inp.model.base_url)
+        if key not in self._modes:
+            from ..providers.registry import get_provider, tool_mode
+
+            try:
+                caps = await asyncio.to_thread(get_provider(inp.model.provider).capabilities, inp.model, self.cfg)
+                self._modes[key] = tool_mode(inp.model, self.cfg, caps).mode
+            except Exception as exc:  # the call itself will say what is wrong with the server; tools as before
+                log.warning("could not ask %s how it calls tools (%s); calling them natively", inp.model.id, exc)
+                return "native"
+        return self._modes[key]
+
+    def _emulated(self, inp: ModelCallInput, model: Any, messages: list[dict[str, Any]]) -> Any:
+        from ..providers.registry import constrain, one_call_per_turn
+
+        schema = _toolemu.schema(inp.tools)
+        if one_call_per_turn(inp.model):  # a call while the turn has none, then the answer
+            first = _toolemu.awaits_call(messages)
+            schema = _toolemu.schema(inp.tools, answer=not first, calls=first)
+        constrained = constrain(inp.model, model, schema)
+        if constrained is None:
+            raise ApplicationError(f"{inp.model.id}: emulated tool calls need a server that constrains replies to a "
+                                   "JSON schema (llama.cpp, Ollama); set spec.toolCalls or llm.tool_calls to native "
+                                   "or none", type="ConfigError", non_retryable=True)
+        return constrained
 
     @staticmethod
     def _model_failure(exc: BaseException, inp: ModelCallInput) -> ApplicationError:
@@ -307,7 +349,7 @@ class Activities:
         if tool is None:
             return f"unknown tool {name!r}; the tools you can call are listed in your tool definitions", True
         if "invalid_args" in inp.call:
-            return (f"the arguments of this call are not a JSON object ({inp.call['invalid_args']!r}); call {name} "
+            return (f"the arguments of this call are not valid ({inp.call['invalid_args']!r}); call {name} "
                     "again with a JSON object that matches its parameters"), True
         if not isinstance(args, dict):
             return "tool arguments must be a JSON object", True

@@ -236,6 +236,8 @@ class ModelRequest:
     name: str | None
     source: str
     needs_tools: bool
+    tool_calls: str = "auto"
+    """The agent's ``spec.toolCalls``: ``auto``, or a mode that overrides the runner's (``providers.toolmode``)."""
 
 
 @dataclass
@@ -252,6 +254,8 @@ class ResolvedModel:
     model: ModelSpec
     source: str
     origin: str
+    tool_calls_why: str = ""
+    """Why the model's ``tool_calls`` mode was chosen (empty when the agent has no tools)."""
 
 
 @dataclass

@@ -8,7 +8,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ import pytest
 
 from stigmer.store import Store
 from tests.support.daemon_api import (
-    ApiServer,
     WorkerThread,
     invoke,
     make_context,
@@ -26,31 +24,16 @@ from tests.support.daemon_api import (
     serve_api,
 )
 from tests.support.scripted_provider import PLUGIN, write_script
+from tests.support.stack import Stack, scripted_stack
 from tests.support.temporal import TemporalServer
 
 pytestmark = pytest.mark.slow
 
 
-@dataclass
-class Stack:
-    home: Path
-    api: ApiServer
-    scripts: Path
-
-
 @pytest.fixture(scope="module")
 def stack(temporal_server: TemporalServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    home = tmp_path_factory.mktemp("stack-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STIGMER_HOME", str(home))
-        mp.setenv("STIGMER_PLUGINS", PLUGIN)
-        queue = f"test-{uuid.uuid4().hex[:8]}"
-        cfg = scripted_config(home, temporal_server.address, STIGMER_RUNNER_TASK_QUEUE=queue)
-        with serve_api(make_context(cfg, real_client(cfg))) as api:
-            mp.setenv("STIGMER_SERVER_URL", api.url)
-            mp.setenv("STIGMER_SERVER_TOKEN", api.runner_token)  # as the daemon gives its runners
-            with WorkerThread(cfg):
-                yield Stack(home, api, tmp_path_factory.mktemp("scripts"))
+    with scripted_stack(temporal_server, tmp_path_factory, "stack") as running:
+        yield running
 
 
 @pytest.fixture

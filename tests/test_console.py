@@ -14,7 +14,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +26,14 @@ from tests.support.console import launched, login_url, missing_browser, open_con
 from tests.support.daemon_api import (
     ApiServer,
     FakeTemporal,
-    WorkerThread,
     fake_client,
     invoke,
     make_context,
-    real_client,
     scripted_config,
     serve_api,
 )
 from tests.support.scripted_provider import PLUGIN, write_script
+from tests.support.stack import Stack, scripted_stack
 from tests.support.temporal import TemporalServer
 
 AGENT = {"apiVersion": "agentic.stigmer.ai/v1", "kind": "Agent", "metadata": {"name": "hello"},
@@ -222,25 +220,10 @@ def test_a_page_without_the_login_cookie_is_refused_in_the_browser(api: ApiServe
 
 # ----- end to end: a real Temporal, a real runner, the scripted model -----
 
-@dataclass
-class Stack:
-    home: Path
-    api: ApiServer
-    scripts: Path
-
-
 @pytest.fixture(scope="module")
 def stack(temporal_server: TemporalServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    home = tmp_path_factory.mktemp("console-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STIGMER_HOME", str(home))
-        mp.setenv("STIGMER_PLUGINS", PLUGIN)
-        cfg = scripted_config(home, temporal_server.address, STIGMER_RUNNER_TASK_QUEUE=f"test-{uuid.uuid4().hex[:8]}")
-        with serve_api(make_context(cfg, real_client(cfg))) as api:
-            mp.setenv("STIGMER_SERVER_URL", api.url)
-            mp.setenv("STIGMER_SERVER_TOKEN", api.runner_token)
-            with WorkerThread(cfg):
-                yield Stack(home, api, tmp_path_factory.mktemp("console-scripts"))
+    with scripted_stack(temporal_server, tmp_path_factory, "console") as running:
+        yield running
 
 
 def _apply(stack: Stack, name: str, steps: list[dict[str, Any]], **spec: Any) -> str:

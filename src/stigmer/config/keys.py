@@ -100,28 +100,29 @@ def _parse_names(raw: Any) -> tuple[str, ...]:
 CONTEXT_STRATEGIES = ("summarize", "drop", "fail")
 
 
-def _parse_context_strategy(raw: Any) -> str:
-    text = str(raw).strip().lower()
-    if text not in CONTEXT_STRATEGIES:
-        from ._suggest import did_you_mean
+def _one_of(choices: tuple[str, ...], what: str) -> Callable[[Any], str]:
+    """A parser of one word from ``choices`` (case-insensitive), refusing others with a did-you-mean."""
 
-        raise ValueError(f"unknown strategy {raw!r}{did_you_mean(text, CONTEXT_STRATEGIES)}; choose one of "
-                         f"{', '.join(CONTEXT_STRATEGIES)}")
-    return text
+    def parse(raw: Any) -> str:
+        text = str(raw).strip().lower()
+        if text not in choices:
+            from ._suggest import did_you_mean
+
+            raise ValueError(f"unknown {what} {raw!r}{did_you_mean(text, choices)}; choose one of "
+                             f"{', '.join(choices)}")
+        return text
+
+    return parse
+
+
+_parse_context_strategy = _one_of(CONTEXT_STRATEGIES, "strategy")
 
 
 # How a model calls tools: decided per model (auto), or forced. See stigmer.providers.toolmode.
 TOOL_CALL_MODES = ("auto", "native", "emulated", "none")
 
 
-def _parse_tool_calls(raw: Any) -> str:
-    text = str(raw).strip().lower()
-    if text not in TOOL_CALL_MODES:
-        from ._suggest import did_you_mean
-
-        raise ValueError(f"unknown tool-call mode {raw!r}{did_you_mean(text, TOOL_CALL_MODES)}; choose one of "
-                         f"{', '.join(TOOL_CALL_MODES)}")
-    return text
+_parse_tool_calls = _one_of(TOOL_CALL_MODES, "tool-call mode")
 
 
 def _parse_provider(raw: Any) -> str:
